@@ -1,0 +1,1 @@
+"""The `vop` command line: `vop prepare`, `vop eval`, `vop train`, `vop demo`."""
