@@ -1,0 +1,382 @@
+"""Configuration of a `vop train` run: the paper's recipe as defaults, read from YAML/JSON with overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+
+if TYPE_CHECKING:
+    from peft_vop.config import VoPConfig
+
+
+MIXED_PRECISION_CHOICES: tuple[str, ...] = ("no", "fp16", "bf16")
+# Writers that `accelerate` can build from a name (`Accelerator(log_with=...)`); "all" picks every installed one.
+TRACKER_CHOICES: tuple[str, ...] = ("all", "tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive")
+RESUME_LATEST = "latest"
+
+# Measured with `benchmarks/lr_sweep.py` (see docs/training.md, "How the default learning rate was chosen").
+DEFAULT_LEARNING_RATE = 1e-3
+
+
+@dataclass
+class TrainingConfig:
+    """
+    Everything a `vop train` run needs. The defaults are the recipe of the VoP paper (Huang et al., CVPR 2023):
+    AdamW with weight decay 0.2, a cosine schedule with 10% linear warm-up, gradient-norm clipping at 1.0, 12 frames
+    per video, 32 videos per optimizer step and 5 epochs. Only the learning rate is our own choice (the paper
+    searched [1e-6, 1e-2] without reporting the winner); docs/training.md says how it was measured.
+
+    A config is usually read from a YAML or JSON file with [`TrainingConfig.from_file`], where command-line flags
+    override single keys. Every field is checked when the object is built, before any model or data is loaded.
+
+    Args:
+        model_name_or_path (`str`):
+            CLIP checkpoint to adapt: a local directory written by `save_pretrained` or a Hub id.
+        output_dir (`str`):
+            Where the run writes its adapter, checkpoints, logs and resolved config. Must be empty, absent, or hold
+            this same run (to resume it).
+        annotations (`str`):
+            Annotation file of the dataset (the JSONL format of `peft_vop.data`: one video per line with `video`,
+            `captions`, `split`, `id`).
+        frame_cache (`str`, *optional*):
+            Frame cache written by `vop prepare` for these annotations. Without it, frames are decoded from the videos
+            at every step (slow).
+        video_root (`str`, *optional*):
+            Directory that relative `video` paths of the annotations are resolved against. Defaults to the directory
+            of the annotation file.
+        train_split (`str`, defaults to `"train"`):
+            Annotation split to train on.
+        eval_split (`str`, *optional*, defaults to `"val"`):
+            Annotation split for periodic retrieval evaluation; `None` disables evaluation.
+        variant (`str`, defaults to `"vop"`):
+            VoP variant: `"vop"`, `"vop_p"`, `"vop_c"`, `"vop_f"`, `"vop_f+p"` or `"vop_f+c"`.
+        num_frames (`int`, defaults to 12):
+            Frames sampled per video, for the data and for the adapter.
+        adapter_options (`dict`, *optional*):
+            Further keyword arguments of `peft_vop.VoPConfig` (e.g. `{"intra_frame_layers": 6}`).
+        learning_rate (`float`, defaults to `DEFAULT_LEARNING_RATE`):
+            Peak learning rate of AdamW, reached at the end of the warm-up.
+        weight_decay (`float`, defaults to 0.2):
+            AdamW weight decay.
+        adam_betas (`tuple[float, float]`, defaults to `(0.9, 0.999)`):
+            AdamW betas.
+        adam_epsilon (`float`, defaults to 1e-8):
+            AdamW epsilon.
+        num_epochs (`int`, defaults to 5):
+            Passes over the training split.
+        max_steps (`int`, *optional*):
+            Stop after this many optimizer steps instead (the schedule is then sized by it).
+        batch_size (`int`, defaults to 32):
+            Videos per optimizer step over all processes together. Each of the `N` processes takes
+            `batch_size / (N * gradient_accumulation_steps)` videos per forward pass, so a config means the same
+            recipe on one CPU or on many GPUs.
+        gradient_accumulation_steps (`int`, defaults to 1):
+            Forward passes per optimizer step. Negatives of the contrastive loss come from one forward pass (of all
+            processes), so accumulation saves memory at the price of fewer negatives per loss.
+        warmup_ratio (`float`, defaults to 0.1):
+            Fraction of the optimizer steps spent in linear warm-up before the cosine decay.
+        max_grad_norm (`float`, *optional*, defaults to 1.0):
+            Clip the global gradient norm to this value; `None` disables clipping.
+        mixed_precision (`str`, *optional*):
+            `"no"`, `"fp16"` or `"bf16"`, passed to `accelerate`. `None` takes the setting of `accelerate launch
+            --mixed_precision` or of `accelerate config`, and `"no"` without either.
+        seed (`int`, defaults to 42):
+            Seeds adapter initialisation, shuffling, frame sampling, augmentation and caption choice.
+        num_workers (`int`, defaults to 2):
+            Data-loading worker processes per training process.
+        logging_steps (`int`, defaults to 10):
+            Log loss, learning rate and throughput every this many optimizer steps.
+        report_to (`list[str]`, *optional*):
+            Trackers to send metrics to, by `accelerate` name (`"tensorboard"`, `"wandb"`, ... or `"all"`).
+        eval_steps (`int`, *optional*):
+            Evaluate every this many optimizer steps; `None` evaluates at the end of every epoch.
+        metric_for_best_model (`str`, defaults to `"t2v/R@1"`):
+            Retrieval metric that decides which evaluated adapter is kept in `output_dir/best` (higher is better,
+            except for the rank metrics `MdR` and `MnR`).
+        max_eval_videos (`int`, *optional*):
+            Evaluate on the first this many videos of `eval_split` only (quick checks).
+        checkpoint_steps (`int`, *optional*, defaults to 500):
+            Write a resumable checkpoint every this many optimizer steps; `None` only checkpoints at the end.
+        checkpoints_total_limit (`int`, *optional*, defaults to 2):
+            Keep only the newest this many checkpoints.
+        resume_from_checkpoint (`str`, *optional*):
+            `"latest"` to continue from the newest checkpoint in `output_dir` (starting fresh if there is none), or
+            the path of one checkpoint.
+        overwrite_output_dir (`bool`, defaults to `False`):
+            Delete what `output_dir` holds before starting instead of refusing to run.
+        push_to_hub (`bool`, defaults to `False`):
+            Upload the final adapter with peft's `push_to_hub` at the end.
+        hub_model_id (`str`, *optional*):
+            Hub repository to push to; defaults to the name of `output_dir`.
+        hub_private_repo (`bool`, *optional*):
+            Create the Hub repository as private.
+    """
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "CLIP checkpoint: a local directory or a Hub id."}
+    )
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Directory for the adapter, checkpoints, logs and the resolved config."}
+    )
+    annotations: str | None = field(default=None, metadata={"help": "Annotation file of the dataset (JSONL)."})
+    frame_cache: str | None = field(default=None, metadata={"help": "Frame cache written by `vop prepare`."})
+    video_root: str | None = field(
+        default=None, metadata={"help": "Directory for relative video paths (default: the annotation file's)."}
+    )
+    train_split: str = field(default="train", metadata={"help": "Annotation split to train on."})
+    eval_split: str | None = field(
+        default="val", metadata={"help": "Annotation split for periodic evaluation; null disables evaluation."}
+    )
+
+    variant: str = field(default="vop", metadata={"help": "vop, vop_p, vop_c, vop_f, vop_f+p or vop_f+c."})
+    num_frames: int = field(default=12, metadata={"help": "Frames per video."})
+    adapter_options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "Further keyword arguments of peft_vop.VoPConfig."}
+    )
+
+    learning_rate: float = field(default=DEFAULT_LEARNING_RATE, metadata={"help": "Peak AdamW learning rate."})
+    weight_decay: float = field(default=0.2, metadata={"help": "AdamW weight decay."})
+    adam_betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "AdamW betas."})
+    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    num_epochs: int = field(default=5, metadata={"help": "Passes over the training split."})
+    max_steps: int | None = field(
+        default=None, metadata={"help": "Stop after this many optimizer steps (overrides num_epochs)."}
+    )
+    batch_size: int = field(default=32, metadata={"help": "Videos per optimizer step, all processes together."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Forward passes per optimizer step."})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "Fraction of steps in linear warm-up."})
+    max_grad_norm: float | None = field(default=1.0, metadata={"help": "Gradient-norm clip; null disables it."})
+    mixed_precision: str | None = field(
+        default=None, metadata={"help": "no, fp16 or bf16; null: what `accelerate launch`/`accelerate config` set."}
+    )
+    seed: int = field(default=42, metadata={"help": "Seed of initialisation, shuffling and augmentation."})
+    num_workers: int = field(default=2, metadata={"help": "Data-loading workers per process."})
+
+    logging_steps: int = field(default=10, metadata={"help": "Log every this many optimizer steps."})
+    report_to: list[str] = field(
+        default_factory=list, metadata={"help": "Trackers by accelerate name, e.g. tensorboard, wandb, all."}
+    )
+    eval_steps: int | None = field(
+        default=None, metadata={"help": "Evaluate every this many steps; null: at the end of every epoch."}
+    )
+    metric_for_best_model: str = field(
+        default="t2v/R@1", metadata={"help": "Metric that picks the adapter kept in output_dir/best."}
+    )
+    max_eval_videos: int | None = field(default=None, metadata={"help": "Evaluate on this many videos only."})
+    checkpoint_steps: int | None = field(
+        default=500, metadata={"help": "Write a resumable checkpoint every this many steps."}
+    )
+    checkpoints_total_limit: int | None = field(default=2, metadata={"help": "Keep this many newest checkpoints."})
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "'latest' or the path of a checkpoint to resume from."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Delete the contents of output_dir instead of refusing to run."}
+    )
+    push_to_hub: bool = field(default=False, metadata={"help": "Upload the final adapter with peft's push_to_hub."})
+    hub_model_id: str | None = field(default=None, metadata={"help": "Hub repository id to push to."})
+    hub_private_repo: bool | None = field(default=None, metadata={"help": "Create the Hub repository as private."})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.adam_betas, list):
+            self.adam_betas = tuple(self.adam_betas)
+        if isinstance(self.report_to, str):
+            self.report_to = [self.report_to]
+        self.report_to = [name for name in self.report_to if name != "none"]
+        self._check()
+
+    def _check(self) -> None:
+        for name in ("model_name_or_path", "output_dir", "annotations"):
+            if not getattr(self, name):
+                raise ValueError(f"`{name}` is required; got {getattr(self, name)!r}.")
+        _check_int("num_frames", self.num_frames, minimum=1)
+        _check_int("num_epochs", self.num_epochs, minimum=1)
+        _check_int("max_steps", self.max_steps, minimum=1, optional=True)
+        _check_int("batch_size", self.batch_size, minimum=2, why="the contrastive loss needs negatives")
+        _check_int("gradient_accumulation_steps", self.gradient_accumulation_steps, minimum=1)
+        _check_int("num_workers", self.num_workers, minimum=0)
+        _check_int("seed", self.seed, minimum=0)
+        _check_int("logging_steps", self.logging_steps, minimum=1)
+        _check_int("eval_steps", self.eval_steps, minimum=1, optional=True)
+        _check_int("max_eval_videos", self.max_eval_videos, minimum=2, optional=True)
+        _check_int("checkpoint_steps", self.checkpoint_steps, minimum=1, optional=True)
+        _check_int("checkpoints_total_limit", self.checkpoints_total_limit, minimum=1, optional=True)
+        if self.batch_size % self.gradient_accumulation_steps:
+            raise ValueError(
+                f"`batch_size` ({self.batch_size}) must be a multiple of `gradient_accumulation_steps` "
+                f"({self.gradient_accumulation_steps}): every forward pass takes the same number of videos."
+            )
+        if self.batch_size // self.gradient_accumulation_steps < 2:
+            raise ValueError(
+                f"`batch_size / gradient_accumulation_steps` = {self.batch_size // self.gradient_accumulation_steps}"
+                " videos per forward pass; the contrastive loss needs at least 2."
+            )
+        _check_float("learning_rate", self.learning_rate, low=0.0, low_open=True)
+        _check_float("weight_decay", self.weight_decay, low=0.0)
+        _check_float("adam_epsilon", self.adam_epsilon, low=0.0, low_open=True)
+        _check_float("warmup_ratio", self.warmup_ratio, low=0.0, high=1.0, high_open=True)
+        if self.max_grad_norm is not None:
+            _check_float("max_grad_norm", self.max_grad_norm, low=0.0, low_open=True)
+        if (
+            not isinstance(self.adam_betas, tuple)
+            or len(self.adam_betas) != 2
+            or not all(isinstance(beta, (int, float)) and 0 <= beta < 1 for beta in self.adam_betas)
+        ):
+            raise ValueError(f"`adam_betas` must be two numbers in [0, 1); got {self.adam_betas!r}.")
+        if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION_CHOICES:
+            raise ValueError(
+                f"`mixed_precision` must be one of {list(MIXED_PRECISION_CHOICES)}; got {self.mixed_precision!r}."
+            )
+        unknown = [name for name in self.report_to if name not in TRACKER_CHOICES]
+        if unknown:
+            raise ValueError(f"`report_to` must name trackers among {list(TRACKER_CHOICES)}; got {unknown}.")
+        if not isinstance(self.adapter_options, dict):
+            raise TypeError(f"`adapter_options` must be a mapping; got {type(self.adapter_options).__name__}.")
+        clashing = sorted({"variant", "num_frames"} & set(self.adapter_options))
+        if clashing:
+            raise ValueError(
+                f"`adapter_options` must not set {clashing}: they are top-level keys of the training config."
+            )
+        self.adapter_config()  # an unknown variant or adapter option fails here, before anything is loaded
+        if self.eval_split is not None and self.eval_split == self.train_split:
+            raise ValueError(
+                f"`eval_split` and `train_split` are both {self.train_split!r}; evaluate on held-out videos, or set "
+                "`eval_split` to null to disable evaluation."
+            )
+
+    def adapter_config(self) -> VoPConfig:
+        """The `peft_vop.VoPConfig` of the adapter this run trains."""
+        from peft_vop.config import VoPConfig
+
+        try:
+            return VoPConfig(variant=self.variant, num_frames=self.num_frames, **self.adapter_options)
+        except TypeError as error:  # an unknown keyword in `adapter_options`
+            raise ValueError(f"`adapter_options` holds an option VoPConfig does not take: {error}") from None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, **overrides: Any) -> TrainingConfig:
+        """
+        Read a config from a YAML (`.yaml`/`.yml`) or JSON (`.json`) file, then apply `overrides`.
+
+        Args:
+            path (`str` or `os.PathLike`):
+                The config file: a mapping whose keys are field names of [`TrainingConfig`].
+            overrides:
+                Field values that replace those of the file (the command line's flags).
+
+        Returns:
+            [`TrainingConfig`]: the checked configuration.
+        """
+        return cls.from_dict({**load_config_file(path), **overrides})
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
+        """
+        Build a config from a mapping of field names, refusing unknown keys.
+
+        Args:
+            values (`dict`):
+                Field names of [`TrainingConfig`] and their values.
+        """
+        known = {item.name for item in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown training config keys {unknown}; accepted keys are {sorted(known)}.")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a JSON-serialisable mapping (what `output_dir/training_config.json` holds)."""
+        values = dataclasses.asdict(self)
+        values["adam_betas"] = list(self.adam_betas)
+        return values
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the config as JSON to `path`."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    def trajectory_fields(self) -> dict[str, Any]:
+        """
+        The fields that decide the sequence of parameter updates: a run can only be resumed under a config that agrees
+        on all of them (logging, evaluation, checkpointing and hub options may change between the two).
+        """
+        changeable = {
+            "output_dir",
+            "num_workers",
+            "logging_steps",
+            "report_to",
+            "eval_steps",
+            "eval_split",
+            "metric_for_best_model",
+            "max_eval_videos",
+            "checkpoint_steps",
+            "checkpoints_total_limit",
+            "resume_from_checkpoint",
+            "overwrite_output_dir",
+            "push_to_hub",
+            "hub_model_id",
+            "hub_private_repo",
+        }
+        return {key: value for key, value in self.to_dict().items() if key not in changeable}
+
+
+def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """
+    Read the mapping stored in a YAML or JSON config file.
+
+    Args:
+        path (`str` or `os.PathLike`):
+            A `.yaml`, `.yml` or `.json` file.
+
+    Returns:
+        `dict`: the mapping (empty for an empty YAML file).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json"):
+        raise ValueError(f"Config file `{path}` must end in .yaml, .yml or .json; got {suffix!r}.")
+    if not path.is_file():
+        raise FileNotFoundError(f"Config file `{path}` does not exist.")
+    text = path.read_text()
+    if suffix == ".json":
+        values = json.loads(text)
+    else:
+        import yaml
+
+        values = yaml.safe_load(text) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"Config file `{path}` must hold a mapping of config keys; got {type(values).__name__}.")
+    return values
+
+
+def _check_int(name: str, value: Any, *, minimum: int, optional: bool = False, why: str = "") -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        accepted = f"an integer >= {minimum}" + (" or null" if optional else "")
+        reason = f" ({why})" if why else ""
+        raise ValueError(f"`{name}` must be {accepted}{reason}; got {value!r}.")
+
+
+def _check_float(
+    name: str,
+    value: Any,
+    *,
+    low: float,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (
+            high is None or (value < high if high_open else value <= high)
+        )
+    if not ok:
+        interval = ("(" if low_open else "[") + f"{low}, " + ("inf)" if high is None else f"{high}")
+        interval += "" if high is None else (")" if high_open else "]")
+        raise ValueError(f"`{name}` must be a number in {interval}; got {value!r}.")

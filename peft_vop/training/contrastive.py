@@ -1,0 +1,144 @@
+"""The contrastive objective of VoP training, with negatives gathered from every process."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+
+
+class VideoTextEncoder(torch.nn.Module):
+    """
+    Wraps a CLIP-like model (a VoP `PeftModel`) so that one `forward` returns both embeddings.
+
+    `accelerate.prepare` wraps this module in DDP/FSDP/DeepSpeed, and those only synchronise gradients of work done
+    inside the wrapper's `forward`; calling `get_image_features`/`get_text_features` on the inner model directly
+    would bypass them.
+
+    Args:
+        model (`torch.nn.Module`):
+            A model with CLIP's `get_image_features(pixel_values=...)` and
+            `get_text_features(input_ids=..., attention_mask=...)` (a VoP `PeftModel` over a `CLIPModel`).
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        """CLIP's frozen log temperature, read from the base model (VoP does not train it)."""
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return base.logit_scale
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        **unused,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """
+        Embed a batch of videos and/or captions (evaluation embeds them separately, training together).
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `[T, L]`, *optional*): caption token ids.
+            attention_mask (`torch.LongTensor` of shape `[T, L]`, *optional*): 1 for real tokens, 0 for padding.
+            pixel_values (`torch.FloatTensor` of shape `[B, F, 3, H, W]`, *optional*): the frames of B videos.
+            unused: other collator fields (ids, caption indices), ignored.
+
+        Returns:
+            `tuple`: video embeddings `[B, P]` (unit norm) and text embeddings `[T, P]`; `None` for a missing input.
+        """
+        video_embeds = text_embeds = None
+        if pixel_values is not None:
+            video_embeds = _pooled(self.model.get_image_features(pixel_values=pixel_values))
+        if input_ids is not None:
+            text_embeds = _pooled(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+        return video_embeds, text_embeds
+
+
+def _pooled(output: torch.Tensor | object) -> torch.Tensor:
+    # transformers 5 returns a model output whose `pooler_output` holds the projected embedding.
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def gather_with_grad(tensor: torch.Tensor, accelerator: Accelerator) -> torch.Tensor:
+    """
+    Concatenate `tensor` from every process along dim 0, keeping this process's own slice differentiable.
+
+    The other processes' slices arrive as constants: each process back-propagates into its own embeddings only, and
+    the data-parallel wrapper then averages parameter gradients over processes (see [`contrastive_step`] for the
+    scaling that turns this average into the gradient of the global-batch loss).
+
+    Args:
+        tensor (`torch.Tensor` of shape `[b, ...]`):
+            This process's rows; every process must pass the same `b`.
+        accelerator (`accelerate.Accelerator`):
+            The accelerator of the run (gives the process count and rank).
+
+    Returns:
+        `torch.Tensor` of shape `[num_processes * b, ...]`, rows in rank order.
+    """
+    if accelerator.num_processes == 1:
+        return tensor
+    gathered = accelerator.gather(tensor.detach().contiguous())  # [W*b, ...]
+    rows = tensor.shape[0]
+    start = accelerator.process_index * rows
+    return torch.cat([gathered[:start], tensor, gathered[start + rows :]])
+
+
+def symmetric_contrastive_loss(
+    text_embeds: torch.Tensor, video_embeds: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """
+    CLIP's symmetric InfoNCE loss: the mean of text-to-video and video-to-text cross-entropy, where row `i` of each
+    modality is the positive of row `i` of the other and every other row is a negative.
+
+    Args:
+        text_embeds (`torch.Tensor` of shape `[N, P]`): caption embeddings (any norm).
+        video_embeds (`torch.Tensor` of shape `[N, P]`): video embeddings (any norm).
+        logit_scale (`torch.Tensor`): log of the temperature scale; similarities are multiplied by its exp.
+
+    Returns:
+        `torch.Tensor`: the scalar loss, computed in float32.
+    """
+    if text_embeds.shape != video_embeds.shape or text_embeds.ndim != 2:
+        raise ValueError(
+            f"`text_embeds` and `video_embeds` must both have shape [N, P]; got {tuple(text_embeds.shape)} and "
+            f"{tuple(video_embeds.shape)}."
+        )
+    text_embeds = F.normalize(text_embeds.float(), dim=-1)
+    video_embeds = F.normalize(video_embeds.float(), dim=-1)
+    logits_per_text = logit_scale.float().exp() * text_embeds @ video_embeds.T  # [N, N]
+    targets = torch.arange(logits_per_text.shape[0], device=logits_per_text.device)
+    return (F.cross_entropy(logits_per_text, targets) + F.cross_entropy(logits_per_text.T, targets)) / 2
+
+
+def contrastive_step(
+    accelerator: Accelerator, encoder: torch.nn.Module, batch: dict[str, torch.Tensor], logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """
+    Forward and backward of one micro-batch: embed, gather every process's embeddings, compute the loss over the
+    global batch and back-propagate.
+
+    Every process computes the same global-batch loss `L`, but its backward reaches only its own embeddings, giving
+    `dL/dθ` restricted to its slice. DDP (like FSDP and DeepSpeed) then *averages* parameter gradients over the `W`
+    processes, i.e. `(1/W) * dL/dθ`; back-propagating `W * L` makes the result exactly `dL/dθ`, the gradient a single
+    process would get from the whole global batch.
+
+    Args:
+        accelerator (`accelerate.Accelerator`): the run's accelerator (backward, gradient accumulation, scaling).
+        encoder (`torch.nn.Module`): the prepared [`VideoTextEncoder`].
+        batch (`dict`): a collated micro-batch with `input_ids`, `attention_mask` and `pixel_values`.
+        logit_scale (`torch.Tensor`): CLIP's frozen log temperature.
+
+    Returns:
+        `torch.Tensor`: the detached global-batch loss (the same value on every process).
+    """
+    video_embeds, text_embeds = encoder(**batch)
+    loss = symmetric_contrastive_loss(
+        gather_with_grad(text_embeds, accelerator), gather_with_grad(video_embeds, accelerator), logit_scale
+    )
+    accelerator.backward(loss * accelerator.num_processes)
+    return loss.detach()

@@ -1,0 +1,289 @@
+"""The VoP training loop on `accelerate`: one function, read top to bottom.
+
+The same code runs on a CPU, on one GPU, and under `accelerate launch` (or `torchrun`) on many processes, GPUs or
+machines; `accelerate` brings DDP (and FSDP/DeepSpeed when configured), mixed precision and gradient accumulation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import ProjectConfiguration, set_seed
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .checkpointing import (
+    BEST_DIR,
+    CONFIG_NAME,
+    LOGS_DIR,
+    TrainerState,
+    check_output_dir,
+    export_adapter,
+    load_checkpoint,
+    register_adapter_hooks,
+    remove_stale_temporaries,
+    reset_output_dir,
+    save_checkpoint,
+)
+from .config import TrainingConfig
+from .contrastive import VideoTextEncoder, contrastive_step
+from .evaluation import EvalData, evaluate_retrieval, is_better, prepare_eval_loaders
+from .sampling import EpochShuffleSampler, SeededSamples
+
+
+@dataclass
+class TrainingResult:
+    """
+    What [`train`] returns.
+
+    Args:
+        output_dir (`Path`): the run directory; the final adapter is at its root.
+        global_step (`int`): optimizer steps taken in total (including those before a resume).
+        train_loss (`float`, *optional*): mean loss over the last logging window.
+        best_metric (`float`, *optional*): best value of `metric_for_best_model`; the adapter is in `output_dir/best`.
+        best_step (`int`, *optional*): the step of `best_metric`.
+        eval_history (`list[dict]`): the metrics of every evaluation of this process's run, with their `step`.
+    """
+
+    output_dir: Path
+    global_step: int
+    train_loss: float | None = None
+    best_metric: float | None = None
+    best_step: int | None = None
+    eval_history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train(
+    config: TrainingConfig,
+    *,
+    train_dataset: Dataset | None = None,
+    eval_data: EvalData | None = None,
+    collate_fn: Callable[[list[Any]], dict[str, torch.Tensor]] | None = None,
+) -> TrainingResult:
+    """
+    Train a VoP adapter on CLIP with the contrastive recipe of the paper and write it with `save_pretrained`.
+
+    Without datasets, the splits named by `config` are read with `peft_vop.data`. Any map-style dataset whose
+    `collate_fn` yields `input_ids`, `attention_mask` and `pixel_values [B, F, 3, H, W]` works as well.
+
+    Args:
+        config ([`TrainingConfig`]):
+            The run's configuration.
+        train_dataset (`torch.utils.data.Dataset`, *optional*):
+            Training samples (one video and one of its captions each); defaults to `config.train_split`.
+        eval_data ([`EvalData`], *optional*):
+            Videos and captions to evaluate retrieval on; defaults to `config.eval_split`.
+        collate_fn (`Callable`, *optional*):
+            Batches training samples; defaults to the data pipeline's collator for `train_dataset`.
+
+    Returns:
+        [`TrainingResult`]: where the adapter is and how training went.
+    """
+    from peft import get_peft_model
+    from transformers import CLIPModel, get_cosine_schedule_with_warmup
+
+    from .data import build_eval_data, build_train_data
+
+    # Everything that can be checked without loading a model or decoding a frame is checked first.
+    resume_from = check_output_dir(config)
+    adapter_config = config.adapter_config()
+    if train_dataset is None:
+        train_dataset, collate_fn = build_train_data(config)
+    elif collate_fn is None:
+        raise ValueError("`collate_fn` is required when `train_dataset` is given.")
+    if eval_data is None and config.eval_split is not None and config.annotations is not None:
+        eval_data = build_eval_data(config)
+
+    output_dir = Path(config.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        log_with=config.report_to or None,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / LOGS_DIR)),
+        # `batch_size` is global: each loader batch is split over the processes, so the batches (and every
+        # process's negatives) are the same on 1 or N processes.
+        dataloader_config=DataLoaderConfiguration(split_batches=True),
+    )
+    micro_batch = config.batch_size // config.gradient_accumulation_steps  # videos per forward pass, all processes
+    if micro_batch % accelerator.num_processes:
+        raise ValueError(
+            f"`batch_size / gradient_accumulation_steps` = {micro_batch} videos per forward pass cannot be split "
+            f"evenly over {accelerator.num_processes} processes; choose a multiple of {accelerator.num_processes}."
+        )
+    if len(train_dataset) < micro_batch:
+        raise ValueError(
+            f"The training split has {len(train_dataset)} samples, fewer than one forward pass of {micro_batch} "
+            "(`batch_size / gradient_accumulation_steps`); lower `batch_size` or use more data."
+        )
+    if accelerator.is_main_process:
+        if config.overwrite_output_dir:
+            reset_output_dir(output_dir)
+        remove_stale_temporaries(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        config.save(output_dir / CONFIG_NAME)
+    accelerator.wait_for_everyone()
+
+    # Model: frozen CLIP with a VoP adapter, wrapped so that one forward embeds both modalities.
+    set_seed(config.seed)
+    clip = CLIPModel.from_pretrained(config.model_name_or_path)
+    model = get_peft_model(clip, adapter_config)
+    encoder = VideoTextEncoder(model)
+    trainable = [parameter for parameter in encoder.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable,
+        lr=config.learning_rate,
+        betas=config.adam_betas,
+        eps=config.adam_epsilon,
+        weight_decay=config.weight_decay,
+    )
+
+    # Data: one permutation per epoch; drop_last keeps every batch full, so no video is its own negative twice.
+    sampler = EpochShuffleSampler(len(train_dataset), config.seed)
+    train_loader = DataLoader(
+        SeededSamples(train_dataset, config.seed),
+        batch_size=micro_batch,
+        sampler=sampler,
+        drop_last=True,
+        collate_fn=collate_fn,
+        num_workers=config.num_workers,
+        pin_memory=accelerator.device.type == "cuda",
+    )
+    batches_per_epoch = len(train_dataset) // micro_batch
+    steps_per_epoch = math.ceil(batches_per_epoch / config.gradient_accumulation_steps)
+    total_steps = config.max_steps or config.num_epochs * steps_per_epoch
+    num_epochs = math.ceil(total_steps / steps_per_epoch)
+    scheduler = get_cosine_schedule_with_warmup(
+        optimizer, num_warmup_steps=round(config.warmup_ratio * total_steps), num_training_steps=total_steps
+    )
+
+    encoder, optimizer, train_loader, scheduler = accelerator.prepare(encoder, optimizer, train_loader, scheduler)
+    register_adapter_hooks(accelerator)
+    if eval_data is not None:
+        eval_loaders = prepare_eval_loaders(accelerator, eval_data, micro_batch, config.num_workers)
+    logit_scale = accelerator.unwrap_model(encoder).logit_scale.detach()
+
+    state = TrainerState()
+    if resume_from is not None:
+        state = load_checkpoint(accelerator, resume_from)
+        accelerator.print(f"Resumed from {resume_from} at step {state.global_step}.")
+    if config.report_to:
+        accelerator.init_trackers("vop", config={k: _loggable(v) for k, v in config.to_dict().items()})
+
+    accelerator.print(
+        f"Training {adapter_config.variant} on {len(train_dataset)} samples: {total_steps} steps "
+        f"({num_epochs} epochs of {steps_per_epoch}), {config.batch_size} videos per step over "
+        f"{accelerator.num_processes} process(es) x {config.gradient_accumulation_steps} accumulation step(s)."
+    )
+    result = TrainingResult(output_dir, state.global_step, best_metric=state.best_metric, best_step=state.best_step)
+    progress = tqdm(
+        total=total_steps, initial=state.global_step, desc="train", disable=not accelerator.is_local_main_process
+    )
+    window_loss, window_batches, window_start = torch.zeros((), device=accelerator.device), 0, time.perf_counter()
+    window_steps = 0
+
+    def evaluate_and_keep_best() -> None:
+        metrics = evaluate_retrieval(accelerator, encoder, eval_loaders, eval_data.caption_video)
+        metrics["step"] = state.global_step
+        result.eval_history.append(metrics)
+        accelerator.log(
+            {f"eval/{name}": value for name, value in metrics.items() if name != "step"}, state.global_step
+        )
+        value = metrics.get(config.metric_for_best_model)
+        if value is None:
+            raise ValueError(
+                f"`metric_for_best_model` {config.metric_for_best_model!r} is not among the evaluation metrics "
+                f"{sorted(name for name in metrics if name != 'step')}."
+            )
+        summary = ", ".join(f"{name} {value:.2f}" for name, value in metrics.items() if name != "step")
+        accelerator.print(f"step {state.global_step}: {summary}")
+        if is_better(config.metric_for_best_model, value, state.best_metric):
+            state.best_metric, state.best_step = value, state.global_step
+            export_adapter(accelerator, encoder, output_dir / BEST_DIR, metadata=metrics)
+
+    # The loop. `state.epoch`/`state.batches_in_epoch` say where a resumed run picks up.
+    encoder.train()
+    for epoch in range(state.epoch, num_epochs):
+        if state.global_step >= total_steps:
+            break
+        epoch_loader = train_loader
+        if state.batches_in_epoch:
+            epoch_loader = accelerator.skip_first_batches(train_loader, state.batches_in_epoch)
+        epoch_loader.set_epoch(epoch)  # the permutation and per-sample seeds of this epoch
+        state.epoch = epoch
+        for batch in epoch_loader:
+            with accelerator.accumulate(encoder):
+                loss = contrastive_step(accelerator, encoder, batch, logit_scale)
+                if accelerator.sync_gradients and config.max_grad_norm is not None:
+                    accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            state.batches_in_epoch += 1
+            window_loss += loss
+            window_batches += 1
+            if not accelerator.sync_gradients:
+                continue
+
+            state.global_step += 1
+            window_steps += 1
+            progress.update(1)
+            if state.global_step % config.logging_steps == 0 or state.global_step == total_steps:
+                elapsed = time.perf_counter() - window_start
+                result.train_loss = (window_loss / window_batches).item()
+                logs = {
+                    "train/loss": result.train_loss,
+                    "train/learning_rate": scheduler.get_last_lr()[0],
+                    "train/videos_per_second": window_steps * config.batch_size / elapsed,
+                    "train/epoch": epoch + state.batches_in_epoch / batches_per_epoch,
+                }
+                accelerator.log(logs, step=state.global_step)
+                progress.set_postfix(
+                    loss=f"{result.train_loss:.4f}", videos_s=f"{logs['train/videos_per_second']:.1f}"
+                )
+                window_loss.zero_()
+                window_batches = window_steps = 0
+                window_start = time.perf_counter()
+
+            at_epoch_end = state.batches_in_epoch == batches_per_epoch
+            if at_epoch_end:
+                state.epoch, state.batches_in_epoch = epoch + 1, 0
+            paused = time.perf_counter()  # evaluation and checkpoints do not count against throughput
+            if eval_data is not None and (
+                (config.eval_steps is not None and state.global_step % config.eval_steps == 0)
+                or (config.eval_steps is None and at_epoch_end)
+            ):
+                evaluate_and_keep_best()
+                encoder.train()
+            if config.checkpoint_steps is not None and state.global_step % config.checkpoint_steps == 0:
+                save_checkpoint(accelerator, output_dir, state, keep=config.checkpoints_total_limit)
+            window_start += time.perf_counter() - paused
+            if state.global_step >= total_steps:
+                break
+        else:
+            state.epoch, state.batches_in_epoch = epoch + 1, 0
+    progress.close()
+
+    # A finished run keeps its last state too, so that resuming it again is a no-op that re-exports the adapter.
+    if config.checkpoint_steps is None or state.global_step % config.checkpoint_steps:
+        save_checkpoint(accelerator, output_dir, state, keep=config.checkpoints_total_limit)
+    export_adapter(accelerator, encoder, output_dir)
+    result.global_step, result.best_metric, result.best_step = state.global_step, state.best_metric, state.best_step
+    accelerator.end_training()
+
+    if config.push_to_hub and accelerator.is_main_process:
+        repo_id = config.hub_model_id or output_dir.resolve().name
+        accelerator.unwrap_model(encoder).model.push_to_hub(repo_id, private=config.hub_private_repo)
+        accelerator.print(f"Pushed the adapter to https://huggingface.co/{repo_id}")
+    return result
+
+
+def _loggable(value: Any) -> Any:
+    # Trackers take scalars and strings in their hyper-parameter tables.
+    return value if isinstance(value, (int, float, str, bool)) else str(value)
