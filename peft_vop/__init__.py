@@ -6,6 +6,7 @@ like any built-in method. Only the tuner is imported here; data, retrieval and t
 are imported on demand.
 """
 
+from . import peft_model_extensions
 from ._registration import VOP_PEFT_TYPE, register
 from .config import VARIANTS, VoPConfig
 from .layer import VoPLayer, VoPTextLayer, VoPVisionLayer
@@ -26,3 +27,4 @@ __all__ = [
 ]
 
 register()
+peft_model_extensions.install()

@@ -26,6 +26,15 @@ VARIANTS: dict[str, tuple[FramePromptKind, bool]] = {
 FRAME_PROMPT_KINDS: tuple[str, ...] = ("none", "position", "context")
 CONTEXT_MODULES: tuple[str, ...] = ("bilstm", "lstm", "transformer")
 DEFAULT_INTRA_FRAME_LAYERS = 8
+# Trainable parameters the paper reports for CLIP ViT-B/32 with 12 frames (Table 1 of Huang et al., 2023).
+PAPER_TRAINABLE_PARAMETERS: dict[str, str] = {
+    "vop": "0.1M (0.103%)",
+    "vop_p": "0.5M (0.441%)",
+    "vop_c": "14.3M (11.898%)",
+    "vop_f": "0.1M",
+    "vop_f+p": "0.4M (0.328%)",
+    "vop_f+c": "14.1M (11.785%)",
+}
 
 
 def variant_name(frame_prompts: str, function_specific: bool) -> str:

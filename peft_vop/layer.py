@@ -363,8 +363,9 @@ class VoPVisionLayer(VoPLayer):
             shape = (rows, plan.num_frames, plan.frame_prompt_length, width)
             self.frame_prompts[adapter_name] = _normal_parameter(shape, std, device, dtype)
         if plan.frame_prompts == "context":
-            generator = ContextPromptGenerator(width, plan.frame_prompt_length, config.context_module, std)
-            self.context_module[adapter_name] = generator.to(device=device, dtype=dtype)
+            with torch.device(device):  # built in place: with low_cpu_mem_usage it lives on the meta device
+                generator = ContextPromptGenerator(width, plan.frame_prompt_length, config.context_module, std)
+            self.context_module[adapter_name] = generator.to(dtype=dtype)
         if plan.intra_frame_layers is not None:
             shape = (len(plan.video_rows), plan.video_prompt_length, width)
             self.video_prompts[adapter_name] = _normal_parameter(shape, std, device, dtype)

@@ -1,0 +1,150 @@
+"""What peft's generic `PeftModel` does differently when it holds VoP adapters.
+
+`get_peft_model` and `PeftModel.from_pretrained` always build peft's own `PeftModel` class (peft picks the class from
+the task type, and task types are a closed set), so VoP cannot hand users a subclass. Instead `import peft_vop`
+wraps two `PeftModel` methods; each wrapper checks whether the model holds a VoP adapter and otherwise calls peft's
+method unchanged:
+
+- `save_pretrained` writes into a temporary sibling directory and then moves every file into place with
+  `os.replace`, so a crash while saving never leaves a half-written file where a good adapter was; the model card
+  gains a section on how to load the adapter (`import peft_vop` first).
+- `print_trainable_parameters` adds the variant and the figure the paper reports for it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import ModelCard
+from peft import PeftModel
+
+from ._registration import VOP_PEFT_TYPE
+from .config import PAPER_TRAINABLE_PARAMETERS
+
+
+CARD_MARKER = "<!-- peft-vop loading section -->"
+_INSTALLED_FLAG = "_peft_vop_extension"
+
+
+def vop_configs(model: PeftModel) -> dict[str, Any]:
+    """The VoP adapter configs of a `PeftModel`, by adapter name (empty for other PEFT methods)."""
+    configs = getattr(model, "peft_config", None) or {}
+    return {name: config for name, config in configs.items() if config.peft_type == VOP_PEFT_TYPE}
+
+
+def install() -> None:
+    """Wrap `PeftModel.save_pretrained` and `PeftModel.print_trainable_parameters` (idempotent)."""
+    for name, wrapper_factory in (
+        ("save_pretrained", _atomic_save_pretrained),
+        ("print_trainable_parameters", _print_trainable_parameters),
+    ):
+        original = getattr(PeftModel, name)
+        if getattr(original, _INSTALLED_FLAG, False):
+            continue
+        wrapper = functools.wraps(original)(wrapper_factory(original))
+        setattr(wrapper, _INSTALLED_FLAG, True)
+        setattr(PeftModel, name, wrapper)
+
+
+def _atomic_save_pretrained(original):
+    def save_pretrained(self: PeftModel, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        if not vop_configs(self) or not kwargs.get("is_main_process", True):
+            return original(self, save_directory, *args, **kwargs)
+        if os.path.isfile(save_directory):
+            raise ValueError(f"`save_directory` must be a directory; {str(save_directory)!r} is a file.")
+        target = Path(save_directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+        try:
+            if (target / "README.md").is_file():
+                shutil.copy2(target / "README.md", staging / "README.md")  # peft updates an existing card
+            original(self, str(staging), *args, **kwargs)
+            _add_loading_section(self, staging / "README.md")
+            _move_into_place(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    return save_pretrained
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    files = sorted(path for path in staging.rglob("*") if path.is_file())
+    # Weights before configs before the card: a crash between two moves leaves complete files only, and a config
+    # never describes weights that are not there yet.
+    files.sort(key=lambda path: (path.suffix not in {".safetensors", ".bin"}, path.name == "README.md"))
+    for path in files:
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+        destination = target / path.relative_to(staging)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, destination)
+
+
+def _add_loading_section(model: PeftModel, card_path: Path) -> None:
+    card = ModelCard.load(card_path) if card_path.is_file() else ModelCard("")
+    tags = set(card.data.get("tags") or []) | {"vop", "peft-vop", "text-video-retrieval", "clip"}
+    card.data["tags"] = sorted(tags)
+    base = card.data.get("base_model") or "<the CLIP checkpoint this adapter was trained on>"
+    configs = vop_configs(model)
+    adapters = "\n".join(
+        f"| `{name}` | `{config.variant}` | {config.num_frames} | {config.text_prompt_length} | "
+        f"{config.vision_prompt_length} |"
+        for name, config in sorted(configs.items())
+    )
+    section = f"""{CARD_MARKER}
+## VoP adapter
+
+A [VoP](https://arxiv.org/abs/2211.12764) prompt-tuning adapter for CLIP text-video retrieval, made with
+[peft-vop](https://github.com/peft-vop/peft-vop). VoP is not built into peft: import `peft_vop` before loading,
+which registers the method with peft.
+
+| adapter | variant | frames | text prompts | vision prompts |
+|---|---|---|---|---|
+{adapters}
+
+```python
+import peft_vop  # registers VoP with peft
+from peft import PeftModel
+from transformers import CLIPModel
+
+clip = CLIPModel.from_pretrained("{base}")
+model = PeftModel.from_pretrained(clip, "<this repository or directory>")
+video_embeds = model.get_image_features(pixel_values=videos).pooler_output  # videos: [B, F, 3, H, W]
+```
+"""
+    text = card.text.split(CARD_MARKER)[0].rstrip() if CARD_MARKER in card.text else card.text.rstrip()
+    card.text = f"{text}\n\n{section}"
+    card.save(card_path)
+
+
+def _print_trainable_parameters(original):
+    def print_trainable_parameters(self: PeftModel) -> None:
+        original(self)
+        configs = vop_configs(self)
+        active = self.active_adapters if configs else []
+        for name in active:
+            config = configs.get(name)
+            if config is None:
+                continue
+            frame_embedding = sum(
+                parameter.numel()
+                for key, parameter in self.named_parameters()
+                if parameter.requires_grad and ".frame_position_embedding." in key
+            )
+            trainable = self.get_nb_trainable_parameters()[0]
+            detail = (
+                f"{trainable - frame_embedding:,d} + {frame_embedding:,d} frame position embedding"
+                if frame_embedding
+                else f"{trainable:,d}"
+            )
+            print(
+                f"VoP adapter '{name}' ({config.variant}): {detail} "
+                f"(paper, CLIP ViT-B/32: {PAPER_TRAINABLE_PARAMETERS[config.variant]})"
+            )
+
+    return print_trainable_parameters
