@@ -3,7 +3,7 @@
 Nothing here is imported by the tuner (`import peft_vop` never loads the trainer).
 """
 
-from .config import DEFAULT_LEARNING_RATE, TrainingConfig, load_config_file
+from .config import DEFAULT_LEARNING_RATE, ConfigurationError, TrainingConfig, load_config_file
 from .contrastive import VideoTextEncoder, contrastive_step, gather_with_grad, symmetric_contrastive_loss
 from .evaluation import EvalData
 from .loop import TrainingResult, train
@@ -11,6 +11,7 @@ from .loop import TrainingResult, train
 
 __all__ = [
     "DEFAULT_LEARNING_RATE",
+    "ConfigurationError",
     "EvalData",
     "TrainingConfig",
     "TrainingResult",

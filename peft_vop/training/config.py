@@ -23,6 +23,10 @@ RESUME_LATEST = "latest"
 DEFAULT_LEARNING_RATE = 1e-3
 
 
+class ConfigurationError(ValueError):
+    """A training run cannot start: its config, data, model or output directory is not usable as given."""
+
+
 @dataclass
 class TrainingConfig:
     """
@@ -40,19 +44,33 @@ class TrainingConfig:
         output_dir (`str`):
             Where the run writes its adapter, checkpoints, logs and resolved config. Must be empty, absent, or hold
             this same run (to resume it).
-        annotations (`str`):
-            Annotation file of the dataset (the JSONL format of `peft_vop.data`: one video per line with `video`,
-            `captions`, `split`, `id`).
-        frame_cache (`str`, *optional*):
-            Frame cache written by `vop prepare` for these annotations. Without it, frames are decoded from the videos
-            at every step (slow).
-        video_root (`str`, *optional*):
-            Directory that relative `video` paths of the annotations are resolved against. Defaults to the directory
-            of the annotation file.
+        annotations (`str`, *optional*):
+            Annotation file of the dataset in the generic format of `peft_vop.data` (`.jsonl`: one video per line
+            with `video`, `captions`, `split`, `id`; or `.csv`). Give this or `benchmark`.
+        benchmark (`str`, *optional*):
+            A benchmark read from its own files (`msrvtt`, `msvd`, `didemo`, `activitynet`, `lsmdc`), with
+            `annotations_dir` and `video_dir`.
+        annotations_dir (`str`, *optional*):
+            Directory of the benchmark's annotation files.
+        video_dir (`str`, *optional*):
+            Directory of the benchmark's videos.
         train_split (`str`, defaults to `"train"`):
-            Annotation split to train on.
+            Split to train on (`train_9k` or `train_7k` for MSR-VTT).
         eval_split (`str`, *optional*, defaults to `"val"`):
-            Annotation split for periodic retrieval evaluation; `None` disables evaluation.
+            Split for periodic retrieval evaluation (`test` for MSR-VTT, `val_1` for ActivityNet); `None` disables
+            evaluation.
+        frame_cache (`str`, *optional*):
+            Frame cache of the training split written by `vop prepare --sampling rand --seed <seed>` (the sampling
+            settings must match `train_sampling`, `num_frames` and `seed`). Without it, frames are decoded at every
+            step.
+        eval_frame_cache (`str`, *optional*):
+            Frame cache of the evaluation split written by `vop prepare` (uniform sampling).
+        train_sampling (`str`, defaults to `"rand"`):
+            Frame sampling for training: `"rand"` (a random frame of each of the F segments, the paper's) or
+            `"uniform"` (the middle frame). Evaluation always samples uniformly.
+        on_error (`str`, defaults to `"raise"`):
+            Unreadable videos: `"raise"` stops naming the file, `"repair"` repeats the last good frame. (`"skip"`,
+            which `vop eval` offers, would make batches uneven across processes and is not accepted here.)
         variant (`str`, defaults to `"vop"`):
             VoP variant: `"vop"`, `"vop_p"`, `"vop_c"`, `"vop_f"`, `"vop_f+p"` or `"vop_f+c"`.
         num_frames (`int`, defaults to 12):
@@ -123,15 +141,22 @@ class TrainingConfig:
     output_dir: str | None = field(
         default=None, metadata={"help": "Directory for the adapter, checkpoints, logs and the resolved config."}
     )
-    annotations: str | None = field(default=None, metadata={"help": "Annotation file of the dataset (JSONL)."})
-    frame_cache: str | None = field(default=None, metadata={"help": "Frame cache written by `vop prepare`."})
-    video_root: str | None = field(
-        default=None, metadata={"help": "Directory for relative video paths (default: the annotation file's)."}
+    annotations: str | None = field(
+        default=None, metadata={"help": "Annotation file in the generic format (.jsonl or .csv)."}
     )
-    train_split: str = field(default="train", metadata={"help": "Annotation split to train on."})
+    benchmark: str | None = field(
+        default=None, metadata={"help": "msrvtt, msvd, didemo, activitynet or lsmdc (instead of annotations)."}
+    )
+    annotations_dir: str | None = field(default=None, metadata={"help": "The benchmark's annotation directory."})
+    video_dir: str | None = field(default=None, metadata={"help": "The benchmark's video directory."})
+    train_split: str = field(default="train", metadata={"help": "Split to train on."})
     eval_split: str | None = field(
-        default="val", metadata={"help": "Annotation split for periodic evaluation; null disables evaluation."}
+        default="val", metadata={"help": "Split for periodic evaluation; null disables evaluation."}
     )
+    frame_cache: str | None = field(default=None, metadata={"help": "Frame cache of the training split."})
+    eval_frame_cache: str | None = field(default=None, metadata={"help": "Frame cache of the evaluation split."})
+    train_sampling: str = field(default="rand", metadata={"help": "Training frame sampling: rand or uniform."})
+    on_error: str = field(default="raise", metadata={"help": "Unreadable videos: raise or repair."})
 
     variant: str = field(default="vop", metadata={"help": "vop, vop_p, vop_c, vop_f, vop_f+p or vop_f+c."})
     num_frames: int = field(default=12, metadata={"help": "Frames per video."})
@@ -191,9 +216,22 @@ class TrainingConfig:
         self._check()
 
     def _check(self) -> None:
-        for name in ("model_name_or_path", "output_dir", "annotations"):
+        for name in ("model_name_or_path", "output_dir"):
             if not getattr(self, name):
                 raise ValueError(f"`{name}` is required; got {getattr(self, name)!r}.")
+        if (self.annotations is None) == (self.benchmark is None):
+            raise ValueError(
+                "Give exactly one dataset: `annotations` (a generic annotation file) or `benchmark` (with "
+                f"`annotations_dir` and `video_dir`); got annotations={self.annotations!r}, "
+                f"benchmark={self.benchmark!r}."
+            )
+        if self.train_sampling not in ("rand", "uniform"):
+            raise ValueError(f"`train_sampling` must be 'rand' or 'uniform'; got {self.train_sampling!r}.")
+        if self.on_error not in ("raise", "repair"):
+            raise ValueError(
+                f"`on_error` must be 'raise' or 'repair' for training; got {self.on_error!r} ('skip' would make "
+                "batches uneven across processes; `vop prepare --on-error skip` lists the unreadable videos)."
+            )
         _check_int("num_frames", self.num_frames, minimum=1)
         _check_int("num_epochs", self.num_epochs, minimum=1)
         _check_int("max_steps", self.max_steps, minimum=1, optional=True)
@@ -307,6 +345,7 @@ class TrainingConfig:
         changeable = {
             "output_dir",
             "num_workers",
+            "eval_frame_cache",
             "logging_steps",
             "report_to",
             "eval_steps",

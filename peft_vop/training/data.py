@@ -1,14 +1,153 @@
-"""Datasets of a `vop train` run, read with `peft_vop.data` from the annotation file named by the config."""
+"""The datasets of a `vop train` run, read with `peft_vop.data` from what the config names.
+
+Building them reads annotations, frame-cache manifests and the checkpoint's processor and tokenizer files only; no
+video is decoded, so every problem found here surfaces before a model is loaded.
+"""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from peft_vop.data import FrameCache, FramePreprocessor, VideoRecord, VideoTextCollator, VideoTextDataset
+from peft_vop.data.benchmarks import BENCHMARKS, read_benchmark
+from peft_vop.data.records import read_annotations
 
 from .config import TrainingConfig
 from .evaluation import EvalData
 
 
-def build_train_data(config: TrainingConfig):
-    raise NotImplementedError
+def read_split(config: TrainingConfig, split: str) -> Sequence[VideoRecord]:
+    """
+    Read the videos of one split of the configured dataset and check that their files exist.
+
+    Args:
+        config ([`TrainingConfig`]): names the dataset (`annotations`, or `benchmark` with its directories).
+        split (`str`): the split to read.
+
+    Returns:
+        `Sequence[VideoRecord]`: the split's videos, in file order.
+    """
+    if config.annotations is not None:
+        if not os.path.isfile(config.annotations):
+            raise FileNotFoundError(f"`annotations`: file not found: {config.annotations}")
+        records = read_annotations(config.annotations, split=split)
+        source = f"annotation file {config.annotations}"
+    else:
+        if config.benchmark not in BENCHMARKS:
+            raise ValueError(f"`benchmark` must be one of {sorted(BENCHMARKS)}; got {config.benchmark!r}.")
+        for name in ("annotations_dir", "video_dir"):
+            directory = getattr(config, name)
+            if not directory or not os.path.isdir(directory):
+                raise FileNotFoundError(
+                    f"`{name}` of benchmark {config.benchmark!r}: directory not found: {directory}"
+                )
+        if split not in BENCHMARKS[config.benchmark].splits:
+            raise ValueError(
+                f"Split {split!r} is not a split of {config.benchmark}; it has {list(BENCHMARKS[config.benchmark].splits)}."
+            )
+        records = read_benchmark(config.benchmark, config.annotations_dir, config.video_dir, split)
+        source = f"benchmark {config.benchmark}"
+    if len(records) == 0:
+        raise ValueError(f"The {source} has no videos in split {split!r}.")
+    missing = [record.name for record in records if isinstance(record.video, str) and not os.path.isfile(record.video)]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of the {len(records)} videos of split {split!r} are missing, e.g. {missing[:3]}."
+        )
+    without_captions = [record.name for record in records if not record.captions]
+    if without_captions:
+        raise ValueError(
+            f"{len(without_captions)} videos of split {split!r} have no caption, e.g. {without_captions[:3]}."
+        )
+    return records
+
+
+def load_processing(model_name_or_path: str) -> tuple[FramePreprocessor, Any]:
+    """The checkpoint's frame preprocessing and tokenizer (read from its config files)."""
+    from transformers import AutoTokenizer
+
+    try:
+        preprocessor = FramePreprocessor.from_pretrained(model_name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+    except OSError as error:
+        raise FileNotFoundError(
+            f"`model_name_or_path` {model_name_or_path!r} must provide an image processor and a tokenizer ({error})."
+        ) from error
+    return preprocessor, tokenizer
+
+
+def build_train_data(config: TrainingConfig) -> tuple[VideoTextDataset, VideoTextCollator]:
+    """
+    The training split as a dataset of (video, one of its captions) items and the collator that batches it.
+
+    Frames are sampled with `config.train_sampling` and augmented (one random resized crop and flip per clip); the
+    caption of a video is drawn from its captions anew each epoch. All draws depend on `(seed, epoch, video)` only.
+    """
+    preprocessor, tokenizer = load_processing(config.model_name_or_path)
+    records = read_split(config, config.train_split)
+    cache = FrameCache(config.frame_cache) if config.frame_cache is not None else None
+    dataset = VideoTextDataset(
+        records,
+        preprocessor,
+        num_frames=config.num_frames,
+        sampling=config.train_sampling,
+        train=True,
+        seed=config.seed,
+        on_error=config.on_error,
+        cache=cache,
+    )
+    return dataset, VideoTextCollator(preprocessor, tokenizer)
 
 
 def build_eval_data(config: TrainingConfig) -> EvalData:
-    raise NotImplementedError
+    """The evaluation split: its videos (uniform sampling, center crop), every caption, and caption-to-video links."""
+    preprocessor, tokenizer = load_processing(config.model_name_or_path)
+    records = read_split(config, config.eval_split)
+    if config.max_eval_videos is not None:
+        records = records[: config.max_eval_videos]
+    cache = None
+    seed = 0
+    if config.eval_frame_cache is not None:
+        cache = FrameCache(config.eval_frame_cache)
+        seed = cache.settings.get("seed", 0)  # uniform sampling ignores the seed, but the cache records one
+    videos = VideoTextDataset(
+        records,
+        preprocessor,
+        num_frames=config.num_frames,
+        sampling="uniform",
+        train=False,
+        seed=seed,
+        on_error=config.on_error,
+        cache=cache,
+    )
+    captions = [caption for record in records for caption in record.captions]
+    caption_video = [index for index, record in enumerate(records) for _ in record.captions]
+    collate_videos = VideoTextCollator(preprocessor)
+    return EvalData(
+        videos=videos,
+        captions=captions,
+        caption_video=caption_video,
+        video_collate_fn=collate_videos,
+        caption_collate_fn=CaptionCollator(tokenizer),
+    )
+
+
+class CaptionCollator:
+    """Tokenise a list of caption strings into `input_ids` and `attention_mask` (picklable for loader workers)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def __call__(self, captions: list[str]) -> dict[str, torch.Tensor]:
+        tokens = self.tokenizer(
+            list(captions),
+            padding=True,
+            truncation=True,
+            max_length=self.tokenizer.model_max_length,
+            return_tensors="pt",
+        )
+        return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}

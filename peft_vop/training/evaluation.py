@@ -10,6 +10,8 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader, Dataset
 
+from peft_vop.retrieval import compute_retrieval_metrics
+
 
 # Rank metrics: lower is better. Everything else (recalls, their sum) is higher-is-better.
 LOWER_IS_BETTER: tuple[str, ...] = ("MdR", "MnR")
@@ -109,14 +111,16 @@ def evaluate_retrieval(
         `dict[str, float]`: `t2v/R@1`, `t2v/R@5`, `t2v/R@10`, `t2v/MdR`, `t2v/MnR`, the same for `v2t/`, and
         `rsum` (the sum of the six recalls), identical on every process.
     """
-    from peft_vop.retrieval import retrieval_metrics
-
     was_training = encoder.training
     encoder.eval()
     video_embeds = embed(accelerator, encoder, loaders[0], "video")  # [V, P]
     text_embeds = embed(accelerator, encoder, loaders[1], "text")  # [T, P]
     encoder.train(was_training)
-    text_embeds = torch.nn.functional.normalize(text_embeds, dim=-1)
-    video_embeds = torch.nn.functional.normalize(video_embeds, dim=-1)
-    similarity = (text_embeds @ video_embeds.T).cpu()  # [T, V]
-    return retrieval_metrics(similarity, torch.as_tensor(list(caption_video)))
+    result = compute_retrieval_metrics(text_embeds.cpu(), video_embeds.cpu(), torch.as_tensor(list(caption_video)))
+    metrics = {}
+    for direction, values in (("t2v", result.text_to_video), ("v2t", result.video_to_text)):
+        metrics.update(
+            {f"{direction}/{name}": float(value) for name, value in values.to_dict().items() if name != "queries"}
+        )
+    metrics["rsum"] = sum(value for name, value in metrics.items() if "/R@" in name)
+    return metrics

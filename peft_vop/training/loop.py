@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate import Accelerator, DataLoaderConfiguration, PartialState
 from accelerate.utils import ProjectConfiguration, set_seed
+from peft import get_peft_model
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
+from transformers import CLIPConfig, CLIPModel, get_cosine_schedule_with_warmup
 
 from .checkpointing import (
     BEST_DIR,
@@ -32,8 +34,9 @@ from .checkpointing import (
     reset_output_dir,
     save_checkpoint,
 )
-from .config import TrainingConfig
+from .config import ConfigurationError, TrainingConfig
 from .contrastive import VideoTextEncoder, contrastive_step
+from .data import build_eval_data, build_train_data
 from .evaluation import EvalData, evaluate_retrieval, is_better, prepare_eval_loaders
 from .sampling import EpochShuffleSampler, SeededSamples
 
@@ -86,20 +89,21 @@ def train(
     Returns:
         [`TrainingResult`]: where the adapter is and how training went.
     """
-    from peft import get_peft_model
-    from transformers import CLIPModel, get_cosine_schedule_with_warmup
-
-    from .data import build_eval_data, build_train_data
-
     # Everything that can be checked without loading a model or decoding a frame is checked first.
-    resume_from = check_output_dir(config)
-    adapter_config = config.adapter_config()
-    if train_dataset is None:
-        train_dataset, collate_fn = build_train_data(config)
-    elif collate_fn is None:
-        raise ValueError("`collate_fn` is required when `train_dataset` is given.")
-    if eval_data is None and config.eval_split is not None and config.annotations is not None:
-        eval_data = build_eval_data(config)
+    processes = PartialState()  # cheap: reads the launcher's environment
+    try:
+        resume_from = check_output_dir(config)
+        adapter_config = config.adapter_config()
+        check_model_fits(config.model_name_or_path, adapter_config)
+        if train_dataset is None:
+            train_dataset, collate_fn = build_train_data(config)
+        elif collate_fn is None:
+            raise ValueError("`collate_fn` is required when `train_dataset` is given.")
+        if eval_data is None and config.eval_split is not None:
+            eval_data = build_eval_data(config)
+        micro_batch = check_batching(config, len(train_dataset), processes.num_processes)
+    except (ValueError, TypeError, OSError) as error:
+        raise ConfigurationError(str(error)) from error
 
     output_dir = Path(config.output_dir)
     accelerator = Accelerator(
@@ -111,17 +115,6 @@ def train(
         # process's negatives) are the same on 1 or N processes.
         dataloader_config=DataLoaderConfiguration(split_batches=True),
     )
-    micro_batch = config.batch_size // config.gradient_accumulation_steps  # videos per forward pass, all processes
-    if micro_batch % accelerator.num_processes:
-        raise ValueError(
-            f"`batch_size / gradient_accumulation_steps` = {micro_batch} videos per forward pass cannot be split "
-            f"evenly over {accelerator.num_processes} processes; choose a multiple of {accelerator.num_processes}."
-        )
-    if len(train_dataset) < micro_batch:
-        raise ValueError(
-            f"The training split has {len(train_dataset)} samples, fewer than one forward pass of {micro_batch} "
-            "(`batch_size / gradient_accumulation_steps`); lower `batch_size` or use more data."
-        )
     if accelerator.is_main_process:
         if config.overwrite_output_dir:
             reset_output_dir(output_dir)
@@ -282,6 +275,45 @@ def train(
         accelerator.unwrap_model(encoder).model.push_to_hub(repo_id, private=config.hub_private_repo)
         accelerator.print(f"Pushed the adapter to https://huggingface.co/{repo_id}")
     return result
+
+
+def check_model_fits(model_name_or_path: str, adapter_config) -> None:
+    """
+    Check, from the CLIP checkpoint's config alone (no weights), that the adapter fits the model: VoP^F's split
+    must leave at least one inter-frame layer.
+
+    Args:
+        model_name_or_path (`str`): the CLIP checkpoint.
+        adapter_config (`peft_vop.VoPConfig`): the adapter to add.
+    """
+    clip_config = CLIPConfig.from_pretrained(model_name_or_path)
+    depth = clip_config.vision_config.num_hidden_layers
+    if adapter_config.intra_frame_layers is not None and adapter_config.intra_frame_layers >= depth:
+        raise ValueError(
+            f"`intra_frame_layers` is {adapter_config.intra_frame_layers} but {model_name_or_path!r} has {depth} vision "
+            f"layers; VoP^F needs 1..{depth - 1} (set `adapter_options: {{intra_frame_layers: ...}}`)."
+        )
+
+
+def check_batching(config: TrainingConfig, num_samples: int, num_processes: int) -> int:
+    """
+    Check that the global batch splits into equal forward passes on every process and that the data fills one.
+
+    Returns:
+        `int`: videos per forward pass over all processes together (`batch_size / gradient_accumulation_steps`).
+    """
+    micro_batch = config.batch_size // config.gradient_accumulation_steps
+    if micro_batch % num_processes:
+        raise ValueError(
+            f"`batch_size / gradient_accumulation_steps` = {micro_batch} videos per forward pass cannot be split "
+            f"evenly over {num_processes} processes; choose a multiple of {num_processes}."
+        )
+    if num_samples < micro_batch:
+        raise ValueError(
+            f"The training split has {num_samples} samples, fewer than one forward pass of {micro_batch} "
+            "(`batch_size / gradient_accumulation_steps`); lower `batch_size` or use more data."
+        )
+    return micro_batch
 
 
 def _loggable(value: Any) -> Any:

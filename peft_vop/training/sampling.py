@@ -6,9 +6,13 @@ and wherever the run was stopped:
 
 - [`EpochShuffleSampler`] orders the training set by a permutation drawn from `(seed, epoch)`, and yields
   `(epoch, index)` keys;
-- [`SeededSamples`] reseeds Python's, NumPy's and torch's global generators from `(seed, epoch, index)` around each
-  `dataset[index]`, so frame sampling, augmentation and the choice of one caption out of several do not depend on
-  what ran before.
+- [`SeededSamples`] hands the epoch to datasets that seed their own draws (`set_epoch`, like
+  `peft_vop.data.VideoTextDataset`, which picks frames, crop and one of a video's captions from
+  `(seed, epoch, video)`), and reseeds Python's, NumPy's and torch's global generators from `(seed, epoch, index)`
+  around each `dataset[index]` for datasets that draw from those, so no draw depends on what ran before.
+
+The epoch travels inside the sampler's keys rather than as dataset state, so it reaches loader workers (even
+persistent ones) without any `set_epoch` call on the dataset.
 """
 
 from __future__ import annotations
@@ -71,8 +75,9 @@ class EpochShuffleSampler(Sampler[tuple[int, int]]):
 
 class SeededSamples(Dataset):
     """
-    Wraps a map-style dataset so that `self[(epoch, index)]` returns `dataset[index]` computed under global random
-    generators seeded from `(seed, epoch, index)`; the caller's generator states are restored afterwards.
+    Wraps a map-style dataset so that `self[(epoch, index)]` returns `dataset[index]` of that epoch: the dataset's
+    own `set_epoch(epoch)` is called first if it has one, and the global random generators are seeded from
+    `(seed, epoch, index)` (the caller's generator states are restored afterwards).
 
     Args:
         dataset (`torch.utils.data.Dataset`): any map-style dataset with `__len__`.
@@ -90,6 +95,8 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, key: tuple[int, int]):
         epoch, index = key
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
         seed = sample_seed(self.seed, epoch, index)
         python_state, numpy_state = random.getstate(), np.random.get_state()
         try:

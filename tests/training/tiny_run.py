@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from conftest import tiny_clip
+from conftest import tiny_clip, tiny_clip_config
 from torch.utils.data import Dataset
 
 
@@ -117,3 +117,37 @@ def base_config(tmp_path: Path, **overrides):
     }
     values.update(overrides)
     return TrainingConfig(**values)
+
+
+@functools.cache
+def world_clip_dir() -> Path:
+    """
+    A tiny random CLIP with the synthetic world's tokenizer and a 32-px image processor, saved like a Hub checkpoint
+    (model, tokenizer, processor), so that `vop train` can read a real dataset with it.
+    """
+    from transformers import CLIPImageProcessor, CLIPModel
+
+    from peft_vop.synthetic.tokenizer import build_world_tokenizer
+
+    tokenizer = build_world_tokenizer(model_max_length=32)
+    config = tiny_clip_config()
+    config.text_config.vocab_size = len(tokenizer)
+    config.text_config.max_position_embeddings = 32
+    config.text_config.bos_token_id = tokenizer.bos_token_id
+    config.text_config.eos_token_id = tokenizer.eos_token_id
+    config.text_config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(0)
+    directory = Path(tempfile.mkdtemp(prefix="world-clip-"))
+    CLIPModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(directory)
+    return directory
+
+
+@functools.cache
+def tiny_world() -> Path:
+    """A synthetic world of 32-px, 12-frame mp4 clips: 8 for training, 4 for validation. Returns its annotations."""
+    from peft_vop.synthetic import generate_world
+
+    directory = Path(tempfile.mkdtemp(prefix="tiny-world-"))
+    return generate_world(directory, num_train=8, num_val=4, num_test=0, image_size=32, min_frames=12, max_frames=12)
