@@ -263,8 +263,8 @@ def export_adapter(
     metadata: dict[str, Any] | None = None,
 ) -> None:
     """
-    Save the adapter of a prepared [`VideoTextEncoder`] with peft's `save_pretrained`, replacing `directory`
-    atomically. Call on every process (FSDP and DeepSpeed gather the sharded weights collectively).
+    Save the adapter of a prepared [`VideoTextEncoder`] with peft's `save_pretrained` (which peft-vop makes atomic
+    per file). Call on every process: FSDP and DeepSpeed gather the sharded weights collectively.
 
     Args:
         accelerator (`accelerate.Accelerator`): the run's accelerator.
@@ -275,24 +275,13 @@ def export_adapter(
     state_dict = accelerator.get_state_dict(encoder)  # collective under FSDP / DeepSpeed ZeRO-3
     if accelerator.is_main_process:
         directory = Path(directory)
-        temporary = directory.with_name(f"{_TEMP_PREFIX}{directory.name}")
-        shutil.rmtree(temporary, ignore_errors=True)
         peft_state_dict = {key.removeprefix("model."): value for key, value in state_dict.items()}
-        accelerator.unwrap_model(encoder).model.save_pretrained(temporary, state_dict=peft_state_dict)
+        accelerator.unwrap_model(encoder).model.save_pretrained(directory, state_dict=peft_state_dict)
         if metadata is not None:
-            Path(temporary, EVAL_RESULTS_NAME).write_text(json.dumps(metadata, indent=2) + "\n")
-        _replace_adapter_files(temporary, directory)
+            temporary = directory / f"{_TEMP_PREFIX}{EVAL_RESULTS_NAME}"
+            temporary.write_text(json.dumps(metadata, indent=2) + "\n")
+            os.replace(temporary, directory / EVAL_RESULTS_NAME)
     accelerator.wait_for_everyone()
-
-
-def _replace_adapter_files(source: Path, target: Path) -> None:
-    """Move the files of `source` into `target` (which may hold other things, like the run root does)."""
-    target.mkdir(parents=True, exist_ok=True)
-    _sync_tree(source)
-    for path in source.iterdir():
-        os.replace(path, target / path.name)
-    source.rmdir()
-    _fsync_directory(target)
 
 
 def _sync_tree(directory: Path) -> None:
