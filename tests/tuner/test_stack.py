@@ -1,0 +1,106 @@
+"""VoP with the rest of the stack: gradient checkpointing, torch.compile and bf16 autocast, for every variant."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import tiny_clip, tiny_text_batch
+from peft import get_peft_model
+
+import peft_vop
+
+
+VARIANTS = list(peft_vop.VARIANTS)
+
+
+def _model(variant: str):
+    config = peft_vop.VoPConfig(
+        variant=variant, num_frames=4, intra_frame_layers=2 if variant.startswith("vop_f") else None
+    )
+    model = get_peft_model(tiny_clip(), config)
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(1)
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.normal_(std=0.2, generator=generator)
+    return model
+
+
+def _batch():
+    input_ids, attention_mask = tiny_text_batch(batch_size=3, length=8, pad_last=3)
+    video = torch.randn(3, 4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "pixel_values": video, "return_loss": True}
+
+
+def _loss_and_grads(model, **autocast):
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", **autocast) if autocast else torch.autocast("cpu", enabled=False):
+        loss = model(**_batch()).loss
+    loss.backward()
+    grads = {
+        name.removeprefix("_orig_mod."): p.grad.clone() for name, p in model.named_parameters() if p.grad is not None
+    }
+    return loss.detach(), grads
+
+
+def _check_prompt_only_grads(grads, model):
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert set(grads) == trainable and all(".vop." in name for name in trainable)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradient_checkpointing_matches_eager(variant):
+    model = _model(variant).train()
+    loss, grads = _loss_and_grads(model)
+    model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert model.get_base_model().vision_model.encoder.layers[0].gradient_checkpointing
+    checkpointed_loss, checkpointed_grads = _loss_and_grads(model)
+    _check_prompt_only_grads(checkpointed_grads, model)
+    torch.testing.assert_close(checkpointed_loss, loss, rtol=1e-6, atol=1e-6)
+    for name, grad in grads.items():
+        torch.testing.assert_close(checkpointed_grads[name], grad, rtol=1e-5, atol=1e-6)
+
+
+def test_reentrant_gradient_checkpointing_reaches_the_prompts():
+    model = _model("vop_f+p").train()
+    _, grads = _loss_and_grads(model)
+    model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    _, checkpointed = _loss_and_grads(model)
+    for name, grad in grads.items():
+        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_bf16_autocast_matches_fp32(variant):
+    model = _model(variant)
+    loss, grads = _loss_and_grads(model)
+    bf16_loss, bf16_grads = _loss_and_grads(model, dtype=torch.bfloat16)
+    _check_prompt_only_grads(bf16_grads, model)
+    torch.testing.assert_close(bf16_loss, loss, rtol=0.05, atol=0.05)
+    for name, grad in grads.items():
+        cosine = torch.nn.functional.cosine_similarity(bf16_grads[name].flatten().float(), grad.flatten(), dim=0)
+        assert cosine > 0.95, (name, cosine)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_torch_compile_matches_eager(variant):
+    model = _model(variant)
+    loss, grads = _loss_and_grads(model)
+    torch._dynamo.reset()
+    # aot_eager traces the hooks through dynamo and AOTAutograd like inductor does, without compiling C++ kernels.
+    compiled = torch.compile(model, backend="aot_eager")
+    compiled_loss, compiled_grads = _loss_and_grads(compiled)
+    _check_prompt_only_grads(compiled_grads, model)
+    torch.testing.assert_close(compiled_loss, loss, rtol=1e-5, atol=1e-6)
+    for name, grad in grads.items():
+        torch.testing.assert_close(compiled_grads[name], grad, rtol=1e-4, atol=1e-6)
+
+
+def test_torch_compile_with_inductor_matches_eager():
+    model = _model("vop_f+p")
+    loss, grads = _loss_and_grads(model)
+    torch._dynamo.reset()
+    compiled_loss, compiled_grads = _loss_and_grads(torch.compile(model))
+    torch.testing.assert_close(compiled_loss, loss, rtol=1e-4, atol=1e-5)
+    for name, grad in grads.items():
+        torch.testing.assert_close(compiled_grads[name], grad, rtol=1e-3, atol=1e-5)
