@@ -1,0 +1,311 @@
+"""Speed and memory of VoP next to CLIP, measured side by side in one run.
+
+Three measurements, all at a real CLIP geometry with random weights (nothing is downloaded), B videos x F frames:
+
+- `encode`: video-batch encoding time with VoP / without (the untouched CLIP encoding the same frames), next to the
+  analytic FLOP ratio; interleaved repetitions, median of the per-pair ratios.
+- `train`: one training step (forward, symmetric contrastive loss, backward, AdamW) with prompt tuning / with full
+  fine-tuning; and the peak memory above the loaded model of each, every step in a fresh process.
+- `variants`: the same step time and peak memory for every VoP variant, next to plain VoP and full fine-tuning,
+  with the analytic FLOP ratio of each variant over plain VoP.
+
+Usage:
+    python benchmarks/bench_tuner.py encode train --geometry b32 --repeats 7
+    python benchmarks/bench_tuner.py variants --geometry b16 --device cuda --output results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from peft import get_peft_model
+from transformers import CLIPConfig, CLIPModel
+
+import peft_vop
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flops import text_flops, vision_flops
+
+
+GEOMETRIES = {"b32": {"patch_size": 32}, "b16": {"patch_size": 16}}
+TEXT_LENGTH = 32
+VARIANT_OPTIONS = {name: {"variant": name} for name in peft_vop.VARIANTS}
+
+
+def clip_config(geometry: str) -> CLIPConfig:
+    return CLIPConfig(vision_config=GEOMETRIES[geometry])
+
+
+def build(geometry: str, device: str, mode: str, frames: int):
+    """A CLIP model for `mode`: "full" (every weight trains) or a VoP variant name."""
+    torch.manual_seed(0)
+    clip = CLIPModel(clip_config(geometry)).to(device)
+    if mode == "full":
+        return clip.train()
+    config = peft_vop.VoPConfig(num_frames=frames, **VARIANT_OPTIONS[mode])
+    return get_peft_model(clip, config).train()
+
+
+def batch(geometry: str, device: str, videos: int, frames: int):
+    generator = torch.Generator().manual_seed(0)
+    size = clip_config(geometry).vision_config.image_size
+    pixel_values = torch.randn(videos, frames, 3, size, size, generator=generator)
+    input_ids = torch.randint(0, 49405, (videos, TEXT_LENGTH), generator=generator)
+    input_ids[:, 0], input_ids[:, -1] = 49406, 49407
+    attention_mask = torch.ones_like(input_ids)
+    return {
+        k: v.to(device)
+        for k, v in {"input_ids": input_ids, "attention_mask": attention_mask, "pixel_values": pixel_values}.items()
+    }
+
+
+def full_finetuning_loss(clip: CLIPModel, inputs: dict) -> torch.Tensor:
+    """The same contrastive loss as VoP's, computed by plain CLIP on frames with mean pooling."""
+    videos, frames = inputs["pixel_values"].shape[:2]
+    frame_embeds = clip.get_image_features(pixel_values=inputs["pixel_values"].flatten(0, 1)).pooler_output
+    video_embeds = peft_vop.mean_pool_frames(frame_embeds.view(videos, frames, -1))
+    text = clip.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).pooler_output
+    logits = torch.nn.functional.normalize(text, dim=-1) @ video_embeds.T * clip.logit_scale.exp()
+    labels = torch.arange(videos, device=logits.device)
+    return (
+        torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.T, labels)
+    ) / 2
+
+
+def make_step(model, mode: str, inputs: dict):
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5, weight_decay=0.2)
+
+    def step() -> None:
+        loss = full_finetuning_loss(model, inputs) if mode == "full" else model(**inputs, return_loss=True).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def timed(function, device: str) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    function()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def paired_ratio(first, second, device: str, repeats: int) -> tuple[float, float, float]:
+    """Median of first/second over interleaved repetitions (after one warm-up of each), and the median times."""
+    first()
+    second()
+    pairs = []
+    for repeat in range(repeats):
+        order = (first, second) if repeat % 2 == 0 else (second, first)
+        times = {id(f): timed(f, device) for f in order}
+        pairs.append((times[id(first)], times[id(second)]))
+    ratio = statistics.median(a / b for a, b in pairs)
+    return ratio, statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs)
+
+
+def flop_ratio(geometry: str, videos: int, frames: int, mode: str, reference: str | None, with_text: bool) -> float:
+    config = clip_config(geometry)
+
+    def total(name: str | None) -> int:
+        vop = None if name is None else peft_vop.VoPConfig(num_frames=frames, **VARIANT_OPTIONS[name])
+        flops = vision_flops(config.vision_config, videos, frames, vop)
+        if with_text:
+            flops += text_flops(config.text_config, videos, TEXT_LENGTH, vop)
+        return flops
+
+    return total(mode) / total(reference)
+
+
+# ---------------------------------------------------------------------------------------------------- measurements
+def measure_encode(args) -> dict:
+    model = build(args.geometry, args.device, "vop", args.frames).eval()
+    clip = build(args.geometry, args.device, "full", args.frames).eval()  # the same weights, untouched
+    pixel_values = batch(args.geometry, args.device, args.videos, args.frames)["pixel_values"]
+
+    @torch.no_grad()
+    def with_vop():
+        model.get_image_features(pixel_values=pixel_values)
+
+    @torch.no_grad()
+    def without():
+        frame_embeds = clip.get_image_features(pixel_values=pixel_values.flatten(0, 1)).pooler_output
+        peft_vop.mean_pool_frames(frame_embeds.view(args.videos, args.frames, -1))
+
+    ratio, vop_time, base_time = paired_ratio(with_vop, without, args.device, args.repeats)
+    flops = flop_ratio(args.geometry, args.videos, args.frames, "vop", None, with_text=False)
+    return {
+        "vop_seconds": vop_time,
+        "clip_seconds": base_time,
+        "time_ratio": ratio,
+        "flop_ratio": flops,
+        "ratio_over_flops": ratio / flops,
+    }
+
+
+def measure_step_time(args, modes: list[str]) -> dict[str, float]:
+    """Step time of every mode, interleaved, each as the median ratio to plain VoP times VoP's median time."""
+    inputs = batch(args.geometry, args.device, args.videos, args.frames)
+    steps = {}
+    for mode in modes:
+        model = build(args.geometry, args.device, mode, args.frames)
+        steps[mode] = (model, make_step(model, mode, inputs))
+    for _, step in steps.values():
+        step()  # warm-up: allocates optimizer states
+    times = {mode: [] for mode in modes}
+    for repeat in range(args.repeats):
+        order = modes if repeat % 2 == 0 else list(reversed(modes))
+        for mode in order:
+            times[mode].append(timed(steps[mode][1], args.device))
+    return times
+
+
+def peak_memory(args, mode: str) -> float:
+    """Peak memory above the loaded model, in MiB, of two training steps of `mode` in a fresh process."""
+    command = [
+        sys.executable,
+        __file__,
+        "_memory",
+        "--mode",
+        mode,
+        "--geometry",
+        args.geometry,
+        "--device",
+        args.device,
+        "--videos",
+        str(args.videos),
+        "--frames",
+        str(args.frames),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def _memory_child(args) -> None:
+    model = build(args.geometry, args.device, args.mode, args.frames)
+    inputs = batch(args.geometry, args.device, args.videos, args.frames)
+    step = make_step(model, args.mode, inputs)
+    if args.device == "cuda":
+        torch.cuda.synchronize()
+        baseline = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        step()
+        torch.cuda.synchronize()
+        print((torch.cuda.max_memory_allocated() - baseline) / 2**20)
+        return
+    baseline = _rss_kib()
+    with open("/proc/self/clear_refs", "w") as handle:  # resets VmHWM, the peak resident set size
+        handle.write("5")
+    step()
+    step()
+    print((_peak_rss_kib() - baseline) / 1024)
+
+
+def _rss_kib() -> int:
+    return int(re.search(r"VmRSS:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+def _peak_rss_kib() -> int:
+    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+def measure_train(args) -> dict:
+    times = measure_step_time(args, ["vop", "full"])
+    ratio = statistics.median(v / f for v, f in zip(times["vop"], times["full"]))
+    memory = {mode: peak_memory(args, mode) for mode in ("vop", "full")}
+    return {
+        "vop_step_seconds": statistics.median(times["vop"]),
+        "full_step_seconds": statistics.median(times["full"]),
+        "step_time_ratio": ratio,
+        "vop_peak_mib": memory["vop"],
+        "full_peak_mib": memory["full"],
+        "peak_memory_ratio": memory["vop"] / memory["full"],
+    }
+
+
+def measure_variants(args) -> dict:
+    modes = list(peft_vop.VARIANTS) + ["full"]
+    times = measure_step_time(args, modes)
+    rows = {}
+    for mode in modes:
+        rows[mode] = {
+            "step_seconds": statistics.median(times[mode]),
+            "step_ratio_to_vop": statistics.median(t / v for t, v in zip(times[mode], times["vop"])),
+            "peak_mib": peak_memory(args, mode),
+            "flop_ratio_to_vop": None
+            if mode == "full"
+            else flop_ratio(args.geometry, args.videos, args.frames, mode, "vop", with_text=True),
+        }
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", nargs="+", choices=["encode", "train", "variants", "_memory"])
+    parser.add_argument("--geometry", choices=sorted(GEOMETRIES), default="b32")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--videos", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--mode", default="vop", help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args()
+    if args.what == ["_memory"]:
+        _memory_child(args)
+        return
+    torch.backends.cuda.matmul.allow_tf32 = False
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    header = f"{args.geometry.upper()} geometry, {args.videos} videos x {args.frames} frames, fp32, {device_name}"
+    results = {"setup": header, "torch": torch.__version__}
+    print(f"# {header}\n")
+    if "encode" in args.what:
+        encode = results["encode"] = measure_encode(args)
+        print("| video encoding | VoP s | CLIP s | VoP/CLIP time | FLOP ratio | time / FLOP ratio (target <= 1.05) |")
+        print("|---|---|---|---|---|---|")
+        print(
+            f"| median of {args.repeats} pairs | {encode['vop_seconds']:.4f} | {encode['clip_seconds']:.4f} | "
+            f"{encode['time_ratio']:.3f} | {encode['flop_ratio']:.3f} | {encode['ratio_over_flops']:.3f} |\n"
+        )
+    if "train" in args.what:
+        train = results["train"] = measure_train(args)
+        print("| training step | VoP | full fine-tuning | VoP / full (target) |")
+        print("|---|---|---|---|")
+        print(
+            f"| time (s) | {train['vop_step_seconds']:.3f} | {train['full_step_seconds']:.3f} | "
+            f"{train['step_time_ratio']:.3f} (<= 0.68) |"
+        )
+        print(
+            f"| peak memory above model (MiB) | {train['vop_peak_mib']:.0f} | {train['full_peak_mib']:.0f} | "
+            f"{train['peak_memory_ratio']:.3f} (<= 0.40) |\n"
+        )
+    if "variants" in args.what:
+        rows = results["variants"] = measure_variants(args)
+        print("| mode | step s | step / vop | analytic FLOPs / vop | peak MiB above model |")
+        print("|---|---|---|---|---|")
+        for mode, row in rows.items():
+            flops = "—" if row["flop_ratio_to_vop"] is None else f"{row['flop_ratio_to_vop']:.3f}"
+            print(
+                f"| {mode} | {row['step_seconds']:.3f} | {row['step_ratio_to_vop']:.3f} | {flops} | "
+                f"{row['peak_mib']:.0f} |"
+            )
+        print()
+    if args.output:
+        args.output.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
