@@ -115,7 +115,12 @@ def run(args: argparse.Namespace) -> int:
         # Found at start, before any model is loaded: missing data, frame counts, a busy output_dir, ...
         print(f"vop train: error: {error}", file=sys.stderr)
         return 2
-    print(f"Adapter written to {result.output_dir} after {result.global_step} steps.")
-    if result.best_metric is not None:
-        print(f"Best {config.metric_for_best_model}: {result.best_metric:.2f} at step {result.best_step} (in best/).")
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(f"Adapter written to {result.output_dir} after {result.global_step} steps.")
+        if result.best_metric is not None:
+            print(
+                f"Best {config.metric_for_best_model}: {result.best_metric:.2f} at step {result.best_step} (in best/)."
+            )
     return 0

@@ -90,7 +90,9 @@ def train(
         [`TrainingResult`]: where the adapter is and how training went.
     """
     # Everything that can be checked without loading a model or decoding a frame is checked first.
-    processes = PartialState()  # cheap: reads the launcher's environment
+    # Without a GPU (or other accelerator), accelerate only goes multi-process (gloo) when told to use the CPU.
+    use_cpu = not torch.accelerator.is_available()
+    processes = PartialState(cpu=use_cpu)  # cheap: reads the launcher's environment
     try:
         resume_from = check_output_dir(config)
         adapter_config = config.adapter_config()
@@ -107,6 +109,7 @@ def train(
 
     output_dir = Path(config.output_dir)
     accelerator = Accelerator(
+        cpu=use_cpu,
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=config.report_to or None,

@@ -14,21 +14,17 @@ SCRIPT = Path(__file__).with_name("distributed_step.py")
 REPO = Path(__file__).parents[2]
 
 
+def torchrun(processes: int, *arguments: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    completed = subprocess.run([*command, *arguments], env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return completed
+
+
 def run_step(output: Path, processes: int, global_batch: int) -> None:
     output.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={processes}",
-        str(SCRIPT),
-        str(output),
-        str(global_batch),
-    ]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-4000:]
+    torchrun(processes, str(SCRIPT), str(output), str(global_batch))
 
 
 def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
@@ -52,3 +48,42 @@ def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
                 torch.testing.assert_close(
                     got["gradients"][name], gradient, rtol=1e-4, atol=1e-5 * scale, msg=f"{variant} rank {rank} {name}"
                 )
+
+
+def test_vop_train_on_two_processes_follows_the_single_process_run(tmp_path):
+    from safetensors.torch import load_file
+    from tiny_run import tiny_world, world_clip_dir
+
+    arguments = [
+        "-m",
+        "peft_vop.cli.main",
+        "train",
+        f"--model-name-or-path={world_clip_dir()}",
+        f"--annotations={tiny_world()}",
+        "--variant=vop_c",
+        "--num-frames=4",
+        "--batch-size=4",
+        "--num-epochs=2",
+        "--learning-rate=0.01",
+        "--num-workers=0",
+        "--checkpoint-steps=3",
+        "--report-to=tensorboard",
+    ]
+    pair = torchrun(2, *arguments, f"--output-dir={tmp_path / 'pair'}")
+    torchrun(1, *arguments, f"--output-dir={tmp_path / 'single'}")
+
+    assert pair.stdout.count("Adapter written to") == 1  # the main process reports, once
+    checkpoint = tmp_path / "pair" / "checkpoints" / "step-00000003"
+    assert {path.name for path in checkpoint.glob("random_states_*.pkl")} == {
+        "random_states_0.pkl",
+        "random_states_1.pkl",
+    }
+    assert len(list((tmp_path / "pair" / "logs").rglob("events.out.tfevents.*"))) == len(
+        list((tmp_path / "single" / "logs").rglob("events.out.tfevents.*"))
+    )
+    # Same global batches, same gathered negatives: the runs agree up to float32 summation order.
+    pair_adapter = load_file(tmp_path / "pair" / "adapter_model.safetensors")
+    single_adapter = load_file(tmp_path / "single" / "adapter_model.safetensors")
+    assert pair_adapter.keys() == single_adapter.keys()
+    for name, value in single_adapter.items():
+        torch.testing.assert_close(pair_adapter[name], value, rtol=0, atol=1e-4, msg=name)

@@ -1,0 +1,236 @@
+"""Throughput and peak memory of `vop train` against the bare model step, at ViT-B/32 geometry on the CPU.
+
+Both parts use the same randomly initialised ViT-B/32 CLIP (`CLIPConfig()` defaults, nothing downloaded) with the
+same VoP adapter, batch size and frame count, each in a fresh process so that peak memory is its own:
+
+- **bare step**: one pre-collated batch held in memory; per step `VideoTextEncoder` forward, symmetric loss,
+  backward, gradient clipping, AdamW step. No accelerate, no data loading, no logging.
+- **vop train**: the `vop train` command (through `peft_vop.cli.main`) on synthetic-world clips read from a frame
+  cache built by `vop prepare`, with per-step logging to TensorBoard and the progress bar.
+
+Step time is the interval between consecutive optimizer steps (a global `Optimizer` step hook), after warm-up steps,
+so model loading and the final save are outside it. The overhead of the loop (data loading, accelerate, logging) is
+`vop train` step time / bare step time - 1.
+
+    python benchmarks/bench_train.py --batch-size 4 --steps 6 --warmup 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def build_assets(directory: Path, num_videos: int, num_frames: int, seed: int) -> dict[str, str]:
+    """A ViT-B/32 CLIP directory (random weights, a tokenizer, CLIP's image processor), videos and a frame cache."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    from peft_vop.cli.main import main as vop
+    from peft_vop.synthetic import generate_world
+    from peft_vop.synthetic.tokenizer import build_world_tokenizer
+
+    model_dir = directory / "clip-vit-b32-random"
+    torch.manual_seed(0)
+    CLIPModel(CLIPConfig()).save_pretrained(model_dir)
+    build_world_tokenizer(model_max_length=77).save_pretrained(model_dir)  # ids fit CLIP's 49408-token table
+    CLIPImageProcessor().save_pretrained(model_dir)  # 224 px, bicubic, CLIP mean/std
+    annotations = generate_world(directory / "world", num_train=num_videos, num_val=0, num_test=0, image_size=64)
+    cache = directory / "train-cache"
+    status = vop(
+        [
+            "prepare",
+            "--model",
+            str(model_dir),
+            "--annotations",
+            str(annotations),
+            "--split",
+            "train",
+            "--num-frames",
+            str(num_frames),
+            "--sampling",
+            "rand",
+            "--seed",
+            str(seed),
+            "--output",
+            str(cache),
+            "--no-progress",
+        ]
+    )
+    if status != 0:
+        raise RuntimeError("vop prepare failed")
+    return {"model": str(model_dir), "annotations": str(annotations), "cache": str(cache)}
+
+
+def record_steps() -> list[float]:
+    """Timestamps of every optimizer step taken from now on, in this process."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    stamps: list[float] = []
+    register_optimizer_step_post_hook(lambda *_: stamps.append(time.perf_counter()))
+    return stamps
+
+
+def bare_step(args: argparse.Namespace, assets: dict[str, str]) -> list[float]:
+    """Time the model step alone on one pre-collated batch."""
+    import torch
+    from peft import get_peft_model
+    from transformers import CLIPModel
+
+    from peft_vop.training import TrainingConfig, VideoTextEncoder, symmetric_contrastive_loss
+    from peft_vop.training.data import build_train_data
+
+    config = TrainingConfig(
+        model_name_or_path=assets["model"],
+        annotations=assets["annotations"],
+        output_dir="unused",
+        variant=args.variant,
+        num_frames=args.num_frames,
+        seed=args.seed,
+    )
+    dataset, collate = build_train_data(config)
+    batch = collate([dataset[index] for index in range(args.batch_size)])
+    batch = {key: batch[key] for key in ("input_ids", "attention_mask", "pixel_values")}
+    model = get_peft_model(CLIPModel.from_pretrained(assets["model"]), config.adapter_config())
+    encoder = VideoTextEncoder(model).train()
+    trainable = [parameter for parameter in encoder.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=0.2)
+    logit_scale = encoder.logit_scale.detach()
+    stamps = record_steps()
+    for _ in range(args.warmup + args.steps + 1):
+        video_embeds, text_embeds = encoder(**batch)
+        symmetric_contrastive_loss(text_embeds, video_embeds, logit_scale).backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+    return stamps
+
+
+def vop_train(args: argparse.Namespace, assets: dict[str, str], output_dir: str) -> list[float]:
+    """Time `vop train` itself (the CLI entry point, in this process)."""
+    from peft_vop.cli.main import main as vop
+
+    stamps = record_steps()
+    steps = args.warmup + args.steps + 1
+    status = vop(
+        [
+            "train",
+            "--model-name-or-path",
+            assets["model"],
+            "--annotations",
+            assets["annotations"],
+            "--frame-cache",
+            assets["cache"],
+            "--output-dir",
+            output_dir,
+            "--variant",
+            args.variant,
+            "--num-frames",
+            str(args.num_frames),
+            "--batch-size",
+            str(args.batch_size),
+            "--max-steps",
+            str(steps),
+            "--eval-split",
+            "none",
+            "--logging-steps",
+            "1",
+            "--report-to",
+            "tensorboard",
+            "--num-workers",
+            str(args.num_workers),
+            "--seed",
+            str(args.seed),
+            "--checkpoint-steps",
+            "none",
+        ]
+    )
+    if status != 0:
+        raise RuntimeError("vop train failed")
+    return stamps
+
+
+def child(args: argparse.Namespace) -> None:
+    assets = json.loads(Path(args.assets).read_text())
+    if args.part == "bare":
+        stamps = bare_step(args, assets)
+    else:
+        stamps = vop_train(args, assets, str(Path(args.assets).parent / "run"))
+    intervals = [later - earlier for earlier, later in zip(stamps, stamps[1:])][args.warmup :]
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    print(json.dumps({"part": args.part, "step_seconds": intervals, "peak_rss_mib": peak_mib}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-size", type=int, default=4, help="videos per step (default: 4)")
+    parser.add_argument("--num-frames", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps (default: 6)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: 2)")
+    parser.add_argument("--variant", default="vop")
+    parser.add_argument("--num-workers", type=int, default=2, help="data-loading workers of vop train (default: 2)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--part", choices=("bare", "train"), help=argparse.SUPPRESS)
+    parser.add_argument("--assets", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.part is not None:
+        child(args)
+        return
+
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as directory:
+        started = time.perf_counter()
+        num_videos = args.batch_size * (args.warmup + args.steps + 2)
+        assets = build_assets(Path(directory), num_videos, args.num_frames, args.seed)
+        assets_file = Path(directory) / "assets.json"
+        assets_file.write_text(json.dumps(assets))
+        print(f"assets ready in {time.perf_counter() - started:.0f} s ({num_videos} videos cached)", file=sys.stderr)
+        results = {}
+        forwarded = [
+            f"--{name.replace('_', '-')}={getattr(args, name)}"
+            for name in ("batch_size", "num_frames", "steps", "warmup", "variant", "num_workers", "seed")
+        ]
+        for part in ("bare", "train"):
+            completed = subprocess.run(
+                [sys.executable, __file__, f"--part={part}", f"--assets={assets_file}", *forwarded],
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if completed.returncode != 0:
+                raise RuntimeError(f"{part} failed:\n{completed.stderr[-3000:]}")
+            results[part] = json.loads(completed.stdout.strip().splitlines()[-1])
+
+    bare, loop = (statistics.median(results[part]["step_seconds"]) for part in ("bare", "train"))
+    print(
+        f"ViT-B/32 (CLIPConfig() defaults, random init), variant {args.variant}, {args.num_frames} frames, batch "
+        f"{args.batch_size}, CPU ({torch.get_num_threads()} threads), median of {args.steps} steps after "
+        f"{args.warmup} warm-up; vop train with a frame cache, {args.num_workers} workers, logging every step"
+    )
+    print(f"| {'':<28} | {'s/step':>8} | {'videos/s':>9} | {'peak RSS (MiB)':>14} |")
+    print(f"|{'-' * 30}|{'-' * 10}|{'-' * 11}|{'-' * 16}|")
+    for part, name, seconds in (("bare", "bare model step", bare), ("train", "vop train (loop + data + logs)", loop)):
+        print(
+            f"| {name:<28} | {seconds:>8.3f} | {args.batch_size / seconds:>9.2f} | "
+            f"{results[part]['peak_rss_mib']:>14.0f} |"
+        )
+    print(f"loop overhead over the bare step: {100 * (loop / bare - 1):+.1f}% (target: under 10%)")
+    for part in ("bare", "train"):
+        print(f"{part} step times (s): {', '.join(f'{value:.3f}' for value in results[part]['step_seconds'])}")
+
+
+if __name__ == "__main__":
+    main()
