@@ -26,7 +26,7 @@ def _randomize(model) -> None:
                 parameter.normal_(std=0.5, generator=torch.Generator().manual_seed(hash(name) % 2**31))
 
 
-@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("attn", ["eager", "sdpa", "flex_attention"])
 @pytest.mark.parametrize("text_layers", [None, [1]])
 def test_text_prompts_match_reference(attn, text_layers):
     clip = tiny_clip(attn_implementation=attn)
@@ -137,3 +137,19 @@ def test_zero_length_prompts_reproduce_the_base_bit_for_bit():
     assert torch.equal(actual.logits_per_text, expected.logits_per_text)
     assert torch.equal(actual.text_embeds, expected.text_embeds)
     assert torch.equal(actual.image_embeds, expected.image_embeds)
+
+
+def test_flash_attention_gets_the_extended_padding_mask():
+    """flash-attention takes CLIP's causal mask as `is_causal` plus a 2-D padding mask; the prompts extend it."""
+    clip = tiny_clip()
+    model = get_peft_model(clip, peft_vop.VoPConfig(text_prompt_length=3))
+    clip.text_model.config._attn_implementation = "flash_attention_2"
+    input_ids, attention_mask = tiny_text_batch(batch_size=2, length=6, pad_last=2)
+    _, kwargs = clip.text_model.vop._before_tower(
+        clip.text_model, (), {"input_ids": input_ids, "attention_mask": attention_mask}
+    )
+    expected = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1, 0, 0]], dtype=torch.bool)
+    assert torch.equal(kwargs["vop_call"].attention_mask, expected)
+    _, kwargs = clip.text_model.vop._before_tower(clip.text_model, (input_ids[:1], attention_mask[:1]), {})
+    assert kwargs["vop_call"].attention_mask is None  # no padding: flash runs plain causal attention
+    assert model.active_adapters == ["default"]
