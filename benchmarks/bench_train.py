@@ -205,7 +205,7 @@ def main() -> None:
         for part in ("bare", "train"):
             completed = subprocess.run(
                 [sys.executable, __file__, f"--part={part}", f"--assets={assets_file}", *forwarded],
-                env={**os.environ, "PYTHONPATH": str(REPO)},
+                env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])},
                 capture_output=True,
                 text=True,
                 check=False,

@@ -23,7 +23,11 @@ REPO = Path(__file__).parents[2]
 
 def run(config_file: Path, kill_after: int | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, str(SCRIPT), str(config_file)] + ([str(kill_after)] if kill_after is not None else [])
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
