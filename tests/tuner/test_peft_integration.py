@@ -353,3 +353,14 @@ def test_single_tower_models_work():
     assert video.last_hidden_state.shape == (2, 4, 17, 48)
     assert words.text_embeds.shape == (2, text.config.projection_dim)
     assert sum(p.numel() for p in text_model.parameters() if p.requires_grad) == 2 * 8 * 32
+
+
+def test_importing_the_tuner_imports_no_data_or_training_code():
+    script = (
+        "import sys, peft_vop\n"
+        "loaded = [m for m in sys.modules if m.split('.')[0] in {'av', 'datasets'} or "
+        "m.startswith(('peft_vop.data', 'peft_vop.training', 'peft_vop.retrieval', 'peft_vop.synthetic'))]\n"
+        "print(loaded)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
