@@ -42,6 +42,9 @@ def main() -> None:
     parser.add_argument("--model", help="CLIP checkpoint (default: the small CLIP shipped with peft-vop)")
     parser.add_argument("--variants", nargs="+", default=["vop"])
     parser.add_argument("--rates", nargs="+", type=float, default=list(DEFAULT_RATES))
+    parser.add_argument(
+        "--intra-frame-layers", type=int, default=2, help="K_s of the VoP^F variants (the small CLIP has 4 layers)"
+    )
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, default=4)
@@ -66,6 +69,7 @@ def main() -> None:
                     annotations=str(annotations),
                     output_dir=f"{directory}/{variant}-{rate:g}",
                     variant=variant,
+                    adapter_options={"intra_frame_layers": args.intra_frame_layers} if "_f" in variant else {},
                     learning_rate=rate,
                     num_epochs=args.epochs,
                     batch_size=args.batch_size,

@@ -6,14 +6,24 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 import torch
+from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 from tiny_run import TinyVideoCaptions, base_config, collate, tiny_eval_data
 
 from peft_vop.training import train
 
 
-def test_bf16_with_gradient_accumulation_and_max_steps(tmp_path):
+@pytest.fixture
+def fresh_accelerate_state():
+    # accelerate keeps one mixed-precision setting per process; tests before this one ran without.
+    AcceleratorState._reset_state()
+    yield
+    AcceleratorState._reset_state()
+
+
+def test_bf16_with_gradient_accumulation_and_max_steps(tmp_path, fresh_accelerate_state):
     # 16 videos, 2 per forward pass, 2 passes per step: max_steps=5 ends inside the second epoch.
     config = base_config(
         tmp_path, mixed_precision="bf16", batch_size=4, gradient_accumulation_steps=2, max_steps=5, variant="vop_f"
