@@ -1,0 +1,322 @@
+"""Frame preprocessing driven by the checkpoint's own image processor configuration.
+
+Every number (resize target, crop size, resampling filter, rescale factor, mean and standard deviation) is read
+from the checkpoint's `preprocessor_config.json` through its image processor; none is written here. The work is
+split in the three places it is needed:
+
+1. `resize` (when decoding, and what a frame cache stores): the processor's resize, e.g. shortest side to 224 with
+   bicubic resampling, through `transformers.image_transforms`, so the result is exactly the processor's.
+2. `center_crop` (evaluation) or `random_resized_crop` (training: one crop box and one flip for all frames of a
+   video), applied to the `uint8` frames of one video.
+3. `normalize` (in the collator): rescale to `[0, 1]` and standardise with the processor's mean and std.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from transformers.image_transforms import center_crop, get_resize_output_image_size, resize
+from transformers.image_utils import ChannelDimension, PILImageResampling
+
+
+# PIL filters that `torch.nn.functional.interpolate` reproduces (with `antialias=True` where it applies), used
+# for the training crop, which runs on tensors.
+_TORCH_INTERPOLATION = {
+    int(PILImageResampling.NEAREST): "nearest-exact",
+    int(PILImageResampling.BILINEAR): "bilinear",
+    int(PILImageResampling.BICUBIC): "bicubic",
+}
+
+
+def _size_entry(size: Any, key: str) -> int | None:
+    """Read `key` from a processor size, which is a `dict` or a `transformers` `SizeDict`."""
+    value = size.get(key) if isinstance(size, dict) else getattr(size, key, None)
+    return int(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class FramePreprocessor:
+    """Resize, crop and normalisation settings of a CLIP checkpoint, applied to video frames.
+
+    Build it with `FramePreprocessor.from_pretrained(path)` or `FramePreprocessor.from_image_processor(p)`; the
+    fields mirror the image processor's configuration.
+
+    Args:
+        shortest_edge (`int`, *optional*):
+            Resize so that the shorter side has this length, keeping the aspect ratio (CLIP: 224).
+        resize_height (`int`, *optional*):
+            With `resize_width`, resize to this fixed size instead (when the processor's `size` has `height` and
+            `width`).
+        resize_width (`int`, *optional*):
+            See `resize_height`.
+        resample (`int`, *optional*, defaults to 3):
+            PIL resampling filter of the processor (3 is bicubic).
+        crop_height (`int`, *optional*):
+            Height of the center crop (evaluation) and of the random resized crop (training). `None` when the
+            processor does not crop.
+        crop_width (`int`, *optional*):
+            Width of the crops.
+        rescale_factor (`float`, *optional*):
+            Factor that maps `uint8` values to `[0, 1]` (`1/255`); `None` when the processor does not rescale.
+        image_mean (`tuple[float, ...]`, *optional*):
+            Per-channel mean; `None` when the processor does not normalise.
+        image_std (`tuple[float, ...]`, *optional*):
+            Per-channel standard deviation.
+    """
+
+    shortest_edge: int | None = None
+    resize_height: int | None = None
+    resize_width: int | None = None
+    resample: int = int(PILImageResampling.BICUBIC)
+    crop_height: int | None = None
+    crop_width: int | None = None
+    rescale_factor: float | None = None
+    image_mean: tuple[float, ...] | None = None
+    image_std: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        fixed = self.resize_height is not None or self.resize_width is not None
+        if fixed and (self.resize_height is None or self.resize_width is None or self.shortest_edge is not None):
+            raise ValueError(
+                "Give either `shortest_edge` or both `resize_height` and `resize_width`; got "
+                f"shortest_edge={self.shortest_edge}, resize_height={self.resize_height}, "
+                f"resize_width={self.resize_width}."
+            )
+        if (self.crop_height is None) != (self.crop_width is None):
+            raise ValueError(
+                f"`crop_height` and `crop_width` go together; got {self.crop_height} and {self.crop_width}."
+            )
+        if (self.image_mean is None) != (self.image_std is None):
+            raise ValueError("`image_mean` and `image_std` go together; give both or neither.")
+
+    @classmethod
+    def from_image_processor(cls, image_processor: Any) -> FramePreprocessor:
+        """Read the settings of a `transformers` image processor (e.g. `CLIPImageProcessor`).
+
+        Args:
+            image_processor (`transformers.BaseImageProcessor`):
+                The checkpoint's image processor, or any object with its attributes (`size`, `crop_size`,
+                `resample`, `do_resize`, `do_center_crop`, `do_rescale`, `rescale_factor`, `do_normalize`,
+                `image_mean`, `image_std`).
+
+        Returns:
+            `FramePreprocessor`.
+        """
+        kwargs: dict[str, Any] = {}
+        if getattr(image_processor, "do_resize", True):
+            size = image_processor.size
+            shortest, height, width = (_size_entry(size, key) for key in ("shortest_edge", "height", "width"))
+            if shortest is not None:
+                kwargs["shortest_edge"] = shortest
+            elif height is not None and width is not None:
+                kwargs.update(resize_height=height, resize_width=width)
+            else:
+                raise ValueError(
+                    f"The image processor's `size` must have `shortest_edge`, or `height` and `width`; got {size}."
+                )
+            resample = getattr(image_processor, "resample", None)
+            if resample is not None:
+                kwargs["resample"] = int(resample)
+        if getattr(image_processor, "do_center_crop", False):
+            kwargs["crop_height"] = _size_entry(image_processor.crop_size, "height")
+            kwargs["crop_width"] = _size_entry(image_processor.crop_size, "width")
+        if getattr(image_processor, "do_rescale", True):
+            kwargs["rescale_factor"] = float(image_processor.rescale_factor)
+        if getattr(image_processor, "do_normalize", True):
+            kwargs["image_mean"] = tuple(float(value) for value in image_processor.image_mean)
+            kwargs["image_std"] = tuple(float(value) for value in image_processor.image_std)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> FramePreprocessor:
+        """Load the image processor of a checkpoint (local directory or Hub id) and read its settings.
+
+        Args:
+            pretrained_model_name_or_path (`str` or `os.PathLike`):
+                What `transformers.AutoImageProcessor.from_pretrained` accepts.
+            kwargs:
+                Passed on to `AutoImageProcessor.from_pretrained`.
+        """
+        from transformers import AutoImageProcessor
+
+        return cls.from_image_processor(AutoImageProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-serialisable `dict` (used to tell whether a frame cache matches)."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+
+    @property
+    def output_size(self) -> tuple[int, int] | None:
+        """`(height, width)` of the frames the model receives, when it does not depend on the video."""
+        if self.crop_height is not None:
+            return self.crop_height, self.crop_width
+        if self.resize_height is not None:
+            return self.resize_height, self.resize_width
+        return None
+
+    # --- 1. resize (decode time) ---------------------------------------------------------------------------
+
+    def resize(self, frames: np.ndarray) -> torch.Tensor:
+        """Resize decoded frames as the image processor does.
+
+        Args:
+            frames (`numpy.ndarray` of shape `[F, H, W, 3]`, `uint8`):
+                RGB frames of one video.
+
+        Returns:
+            `torch.Tensor` of shape `[F, 3, H', W']`, `uint8`.
+        """
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"`frames` must have shape [frames, height, width, 3]; got {tuple(frames.shape)}.")
+        if self.shortest_edge is not None:
+            size = get_resize_output_image_size(
+                frames[0], self.shortest_edge, default_to_square=False, input_data_format=ChannelDimension.LAST
+            )
+        elif self.resize_height is not None:
+            size = (self.resize_height, self.resize_width)
+        else:
+            size = None
+        if size is not None and tuple(size) != frames.shape[1:3]:
+            frames = np.stack(
+                [
+                    resize(
+                        frame,
+                        size=size,
+                        resample=PILImageResampling(self.resample),
+                        data_format=ChannelDimension.LAST,
+                        input_data_format=ChannelDimension.LAST,
+                    )
+                    for frame in frames
+                ]
+            )
+        # [F, H', W', 3] -> [F, 3, H', W']
+        return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).contiguous()
+
+    # --- 2. crop (per item) --------------------------------------------------------------------------------
+
+    def center_crop(self, frames: torch.Tensor) -> torch.Tensor:
+        """Center-crop resized frames as the image processor does (evaluation).
+
+        Args:
+            frames (`torch.Tensor` of shape `[F, 3, H, W]`, `uint8`):
+                Output of `resize`.
+
+        Returns:
+            `torch.Tensor` of shape `[F, 3, crop_height, crop_width]` (unchanged if the processor does not crop).
+        """
+        if self.crop_height is None or tuple(frames.shape[-2:]) == (self.crop_height, self.crop_width):
+            return frames
+        cropped = [
+            center_crop(
+                frame,
+                (self.crop_height, self.crop_width),
+                data_format=ChannelDimension.FIRST,
+                input_data_format=ChannelDimension.FIRST,
+            )
+            for frame in frames.numpy()
+        ]
+        return torch.from_numpy(np.stack(cropped)).to(torch.uint8)
+
+    def random_resized_crop(
+        self,
+        frames: torch.Tensor,
+        rng: np.random.Generator,
+        scale: tuple[float, float] = (0.5, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        flip_probability: float = 0.5,
+    ) -> torch.Tensor:
+        """Training augmentation: one random resized crop and one horizontal flip, shared by all frames.
+
+        The crop box is drawn as torchvision's `RandomResizedCrop` draws it (area fraction in `scale`, log-uniform
+        aspect ratio in `ratio`, 10 tries, then a center crop), resized to the crop size with the processor's
+        filter, and the whole clip is flipped with probability `flip_probability`.
+
+        Args:
+            frames (`torch.Tensor` of shape `[F, 3, H, W]`, `uint8`):
+                Output of `resize`.
+            rng (`numpy.random.Generator`):
+                Randomness, seeded per video and epoch by the dataset.
+            scale (`tuple[float, float]`, *optional*, defaults to `(0.5, 1.0)`):
+                Range of the crop area as a fraction of the frame area.
+            ratio (`tuple[float, float]`, *optional*, defaults to `(3/4, 4/3)`):
+                Range of the crop aspect ratio (width / height).
+            flip_probability (`float`, *optional*, defaults to 0.5):
+                Probability of flipping the clip horizontally.
+
+        Returns:
+            `torch.Tensor` of shape `[F, 3, crop_height, crop_width]`, `uint8`.
+        """
+        if self.output_size is None:
+            raise ValueError(
+                "A random resized crop needs an output size: the image processor has neither `crop_size` nor a "
+                "fixed `size`."
+            )
+        if self.resample not in _TORCH_INTERPOLATION:
+            raise ValueError(
+                f"The training crop supports the resampling filters {sorted(_TORCH_INTERPOLATION)} "
+                f"(nearest, bilinear, bicubic); the image processor uses {self.resample}."
+            )
+        height, width = frames.shape[-2:]
+        top, left, crop_height, crop_width = _random_crop_box(height, width, rng, scale, ratio)
+        # [F, 3, H, W] -> [F, 3, h, w] -> [F, 3, crop_height, crop_width]
+        crop = frames[:, :, top : top + crop_height, left : left + crop_width].float()
+        mode = _TORCH_INTERPOLATION[self.resample]
+        crop = torch.nn.functional.interpolate(
+            crop, size=self.output_size, mode=mode, antialias=mode != "nearest-exact"
+        )
+        crop = crop.round_().clamp_(0, 255).to(torch.uint8)
+        if rng.random() < flip_probability:
+            crop = crop.flip(-1)
+        return crop
+
+    # --- 3. normalise (collator) ---------------------------------------------------------------------------
+
+    def normalize(self, frames: torch.Tensor) -> torch.Tensor:
+        """Rescale and standardise `uint8` frames into the model's `pixel_values`.
+
+        Args:
+            frames (`torch.Tensor` of shape `[..., 3, H, W]`, `uint8`):
+                Cropped frames.
+
+        Returns:
+            `torch.Tensor` of the same shape, `float32`.
+        """
+        pixels = frames.float()
+        if self.rescale_factor is not None:
+            pixels = pixels * self.rescale_factor
+        if self.image_mean is not None:
+            mean = torch.tensor(self.image_mean).view(3, 1, 1)
+            std = torch.tensor(self.image_std).view(3, 1, 1)
+            pixels = (pixels - mean) / std
+        return pixels
+
+
+def _random_crop_box(
+    height: int, width: int, rng: np.random.Generator, scale: tuple[float, float], ratio: tuple[float, float]
+) -> tuple[int, int, int, int]:
+    """`(top, left, height, width)` of a random crop, drawn like torchvision's `RandomResizedCrop.get_params`."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target_area = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(log_ratio[0], log_ratio[1]))
+        crop_width = round(math.sqrt(target_area * aspect))
+        crop_height = round(math.sqrt(target_area / aspect))
+        if 0 < crop_width <= width and 0 < crop_height <= height:
+            top = int(rng.integers(0, height - crop_height + 1))
+            left = int(rng.integers(0, width - crop_width + 1))
+            return top, left, crop_height, crop_width
+    # Fallback: the largest center crop whose aspect ratio lies within `ratio`.
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        crop_width, crop_height = width, round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        crop_height, crop_width = height, round(height * ratio[1])
+    else:
+        crop_height, crop_width = height, width
+    return (height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width
