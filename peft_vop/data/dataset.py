@@ -58,6 +58,10 @@ class VideoTextDataset(Dataset):
         train (`bool`, *optional*, defaults to `False`):
             Training augmentation (random resized crop + flip, a random caption per video) instead of a center
             crop and the first caption.
+        augment (`bool`, *optional*, defaults to `True`):
+            With `train=True`, whether to apply the random resized crop and flip. Turn it off for data whose
+            captions name positions or directions ("moves left"), which a flip or crop would contradict; the
+            caption is still drawn at random.
         seed (`int`, *optional*, defaults to 0):
             Seed of all randomness; with the epoch (`set_epoch`) and the video index it fixes the frames, crop and
             caption of an item, whatever worker loads it.
@@ -89,6 +93,7 @@ class VideoTextDataset(Dataset):
         num_frames: int = 12,
         sampling: SamplingMode = "uniform",
         train: bool = False,
+        augment: bool = True,
         seed: int = 0,
         on_error: ErrorPolicy = "raise",
         cache: FrameCache | str | None = None,
@@ -110,6 +115,7 @@ class VideoTextDataset(Dataset):
         self.num_frames = num_frames
         self.sampling = sampling
         self.train = train
+        self.augment = augment
         self.seed = seed
         self.on_error = on_error
         self.each_caption = each_caption
@@ -208,7 +214,7 @@ class VideoTextDataset(Dataset):
                 "last good frame.",
                 stacklevel=2,
             )
-        if self.train:
+        if self.train and self.augment:
             frames = self.preprocessor.random_resized_crop(frames, self._rng(video_index, _CROP_STREAM))
         else:
             frames = self.preprocessor.center_crop(frames)
