@@ -1,0 +1,43 @@
+"""A shortened `vop demo`: world, zero-shot, training, evaluation, reload in a fresh process, table."""
+
+from __future__ import annotations
+
+import json
+
+from peft_vop.cli.main import main
+
+
+def test_shortened_demo_runs_end_to_end_and_reloads_identically(tmp_path, capsys):
+    run_dir = tmp_path / "demo"
+    status = main(
+        [
+            "demo",
+            "--output-dir", str(run_dir),
+            "--epochs", "1",
+            "--train-videos", "32",
+            "--val-videos", "8",
+            "--test-videos", "16",
+            "--batch-size", "16",
+            "--num-workers", "0",
+            "--no-progress",
+        ]
+    )  # fmt: skip
+    assert status == 0
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["reload_identical"] is True and results["train_steps"] == 2
+    for name in ("zero_shot", "trained"):
+        assert results[name]["t2v"]["queries"] == 16 and results[name]["order_pairs"]["pairs"] == 16
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert {p.name for p in run_dir.iterdir()} >= {"world", "adapter", "zero_shot.json", "trained.json", "results.md"}
+    printed = capsys.readouterr().out
+    assert "| zero-shot CLIP |" in printed and "| VoP (vop_f+p) |" in printed and "[6/6]" in printed
+
+
+def test_a_finished_demo_is_not_overwritten_by_accident(tmp_path):
+    (tmp_path / "results.json").write_text("{}")
+    try:
+        main(["demo", "--output-dir", str(tmp_path)])
+    except SystemExit as error:
+        assert "holds a finished demo" in str(error)
+    else:
+        raise AssertionError("the demo overwrote a finished run")
