@@ -152,8 +152,13 @@ def offline_environment() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def page_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str | None]:
-    """Run the Python examples of every page; map each page to `None` (passed) or its traceback."""
+def page_results(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str | None]:
+    """Run the Python examples of the selected pages; map each page to `None` (passed) or its traceback."""
+    selected = {
+        item.callspec.params["page"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_python_examples_run"
+    }
     root = tmp_path_factory.mktemp("docs-examples")
     payload = [
         {
@@ -166,6 +171,7 @@ def page_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str | No
             ],
         }
         for index, page in enumerate(RUNNABLE_PAGES)
+        if page in selected
     ]
     results_file = root / "results.json"
     result = subprocess.run(
@@ -179,7 +185,7 @@ def page_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str | No
     )
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     crash = f"the example process ended with status {result.returncode}:\n{result.stderr[-6000:]}"
-    return {str(page): results.get(str(page), crash) for page in RUNNABLE_PAGES}
+    return {str(page): results.get(str(page), crash) for page in selected}
 
 
 @pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=lambda page: str(page.relative_to(DOCS)))
