@@ -1,0 +1,21 @@
+"""Text-video retrieval evaluation: embeddings, chunked similarity, R@K / MdR / MnR in both directions, DSL."""
+
+from .encoding import EncodedVideos, embed_texts, embed_videos, encode_texts, encode_videos, is_vop_model
+from .evaluation import EvaluationReport, evaluate_retrieval
+from .metrics import RetrievalMetrics, RetrievalResult, compute_retrieval_metrics, retrieval_ranks
+
+
+__all__ = [
+    "EncodedVideos",
+    "EvaluationReport",
+    "RetrievalMetrics",
+    "RetrievalResult",
+    "compute_retrieval_metrics",
+    "embed_texts",
+    "embed_videos",
+    "encode_texts",
+    "encode_videos",
+    "evaluate_retrieval",
+    "is_vop_model",
+    "retrieval_ranks",
+]
