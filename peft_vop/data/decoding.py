@@ -18,6 +18,7 @@ from typing import Literal
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from .sampling import SamplingMode, sample_frame_indices
 
@@ -115,6 +116,8 @@ class VideoReader:
             self._container.close()
             raise
         self._frames_iter: Iterator[av.VideoFrame] | None = None
+        # One converter for all frames of the video: it keeps its scaling context instead of making one per frame.
+        self._reformatter = VideoReformatter()
         self._pending: av.VideoFrame | None = None
         self._last_pts: int | None = None
         self._size: tuple[int, int] | None = None
@@ -322,7 +325,7 @@ class VideoReader:
         if self._size is None:
             self._size = (frame.width, frame.height)
         width, height = self._size
-        return frame.to_ndarray(format="rgb24", width=width, height=height)
+        return self._reformatter.reformat(frame, width, height, "rgb24").to_ndarray()
 
 
 def read_video(

@@ -286,14 +286,14 @@ class FramePreprocessor:
         Returns:
             `torch.Tensor` of the same shape, `float32`.
         """
-        pixels = frames.float()
-        if self.rescale_factor is not None:
-            pixels = pixels * self.rescale_factor
+        # (x * rescale - mean) / std as one multiply and one subtract, in place on the float copy.
+        scale = torch.full((3, 1, 1), self.rescale_factor if self.rescale_factor is not None else 1.0)
+        shift = torch.zeros(3, 1, 1)
         if self.image_mean is not None:
-            mean = torch.tensor(self.image_mean).view(3, 1, 1)
             std = torch.tensor(self.image_std).view(3, 1, 1)
-            pixels = (pixels - mean) / std
-        return pixels
+            scale /= std
+            shift = torch.tensor(self.image_mean).view(3, 1, 1) / std
+        return frames.float().mul_(scale).sub_(shift)
 
 
 def _random_crop_box(
