@@ -6,7 +6,7 @@ returns `VideoRecord`s. File names and layouts follow the CLIP4Clip / X-Pool rel
 | benchmark | split names | files read |
 |---|---|---|
 | `msrvtt` | `train_9k`, `train_7k`, `test` (1k-A) | `MSRVTT_data.json`, `MSRVTT_train.9k.csv` / `MSRVTT_train.7k.csv`, `MSRVTT_JSFUSION_test.csv` |
-| `msvd` | `train`, `val`, `test` | `{split}_list.txt` and `raw-captions.pkl` (CLIP4Clip) or `captions_msvd.json` (X-Pool) |
+| `msvd` | `train`, `val`, `test` | `{split}_list.txt` and `raw-captions.pkl` (CLIP4Clip), `captions_msvd.json` (X-Pool) or `AllVideoDescriptions.txt` |
 | `didemo` | `train`, `val`, `test` | `{split}_data.json` (and `{split}_list.txt` when present) |
 | `activitynet` | `train`, `val_1` | `train.json` / `val_1.json` (and `train_ids.json` / `val_ids.json` when present) |
 | `lsmdc` | `train`, `val`, `test` (1,000 clips) | `LSMDC16_annos_training.csv`, `LSMDC16_annos_val.csv`, `LSMDC16_challenge_1000_publictect.csv` |
@@ -141,8 +141,9 @@ def read_msvd(
     Args:
         annotations_dir (`str` or `os.PathLike`):
             Holds `train_list.txt` / `val_list.txt` / `test_list.txt` (one video id per line) and the captions:
-            either CLIP4Clip's `raw-captions.pkl` (video id -> list of tokenised captions) or X-Pool's
-            `captions_msvd.json` (video id -> list of caption strings).
+            CLIP4Clip's `raw-captions.pkl` (video id -> list of tokenised captions), X-Pool's `captions_msvd.json`
+            (video id -> list of caption strings), or the corpus' `AllVideoDescriptions.txt` (`<video id>
+            <caption>` per line, `#` comments), looked for in that order.
         video_dir (`str` or `os.PathLike`):
             Holds `<video id>.avi` (the YouTubeClips folder).
         split (`str`, *optional*, defaults to `"test"`):
@@ -154,17 +155,25 @@ def read_msvd(
     _check_split("msvd", split, ("train", "val", "test"))
     video_ids = _read_lines(_require(annotations_dir, f"{split}_list.txt"))
     pickle_path = os.path.join(os.fspath(annotations_dir), "raw-captions.pkl")
+    json_path = os.path.join(os.fspath(annotations_dir), "captions_msvd.json")
+    text_path = os.path.join(os.fspath(annotations_dir), "AllVideoDescriptions.txt")
     if os.path.isfile(pickle_path):
         with open(pickle_path, "rb") as file:
             raw = _CaptionsUnpickler(file).load()
         captions = {video_id: [" ".join(tokens) for tokens in caption_list] for video_id, caption_list in raw.items()}
-    else:
-        json_path = os.path.join(os.fspath(annotations_dir), "captions_msvd.json")
-        if not os.path.isfile(json_path):
-            raise FileNotFoundError(
-                f"MSVD captions not found: expected {pickle_path} (CLIP4Clip) or {json_path} (X-Pool)."
-            )
+    elif os.path.isfile(json_path):
         captions = _read_json(json_path)
+    elif os.path.isfile(text_path):
+        captions = {}
+        for line in _read_lines(text_path):
+            if not line.startswith("#"):  # "<video id> <caption>", after a commented header
+                video_id, _, caption = line.partition(" ")
+                captions.setdefault(video_id, []).append(caption.strip())
+    else:
+        raise FileNotFoundError(
+            f"MSVD captions not found: expected {pickle_path} (CLIP4Clip), {json_path} (X-Pool) or {text_path} "
+            "(the corpus' own file)."
+        )
     missing = [video_id for video_id in video_ids if not captions.get(video_id)]
     if missing:
         raise ValueError(f"No MSVD captions for {len(missing)} videos of {split}_list.txt: {missing[:5]}")

@@ -60,7 +60,7 @@ def test_msrvtt(dirs):
         read_msrvtt(annotations, videos, "train")
 
 
-@pytest.mark.parametrize("caption_format", ["pickle", "json"])
+@pytest.mark.parametrize("caption_format", ["pickle", "json", "text"])
 def test_msvd(dirs, caption_format):
     annotations, videos = dirs
     (annotations / "test_list.txt").write_text("abc_1_5\nxyz_3_9\n")
@@ -68,9 +68,14 @@ def test_msvd(dirs, caption_format):
     if caption_format == "pickle":  # CLIP4Clip: tokenised captions
         raw = {"abc_1_5": [["a", "dog", "runs"], ["the", "dog", "plays"]], "xyz_3_9": [["a", "cat"]]}
         (annotations / "raw-captions.pkl").write_bytes(pickle.dumps(raw))
-    else:  # X-Pool
+    elif caption_format == "json":  # X-Pool
         captions = {"abc_1_5": ["a dog runs", "the dog plays"], "xyz_3_9": ["a cat"]}
         (annotations / "captions_msvd.json").write_text(json.dumps(captions))
+    else:  # the corpus' own file
+        (annotations / "AllVideoDescriptions.txt").write_text(
+            "# Microsoft Research Video Description Corpus\n# VideoID Description\n"
+            "abc_1_5 a dog runs\nxyz_3_9 a cat\nabc_1_5 the dog plays\nother_1_2 unused\n"
+        )
     clip = touch(videos / "abc_1_5.avi")
     records = read_msvd(annotations, videos, "test")
     assert [(r.id, r.captions) for r in records] == [
@@ -165,6 +170,6 @@ def test_missing_files_and_unknown_names(dirs):
     with pytest.raises(ValueError, match="Unknown benchmark 'kinetics'"):
         read_benchmark("kinetics", annotations, videos)
     (annotations / "test_list.txt").write_text("a\n")
-    with pytest.raises(FileNotFoundError, match=r"raw-captions\.pkl .*captions_msvd\.json"):
+    with pytest.raises(FileNotFoundError, match=r"raw-captions\.pkl .*captions_msvd\.json .*AllVideoDescriptions"):
         read_msvd(annotations, videos, "test")
     assert set(BENCHMARKS) == {"msrvtt", "msvd", "didemo", "activitynet", "lsmdc"}
