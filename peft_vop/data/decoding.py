@@ -149,17 +149,19 @@ class VideoReader:
         """Read every packet header of the video stream (no decoding) to learn frame timestamps and keyframes."""
         pts: list[int] = []
         keyframes: list[int] = []
-        packets = 0
+        packets = discarded = untimed = 0
         self._index_error: str | None = None
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size == 0:  # the flush packet demux yields at the end
                     continue
                 packets += 1
-                if packet.is_discard:
+                if packet.is_discard:  # cut by an edit list: never presented
+                    discarded += 1
                     continue
                 timestamp = packet.pts if packet.pts is not None else packet.dts
                 if timestamp is None:
+                    untimed += 1
                     continue
                 pts.append(timestamp)
                 if packet.is_keyframe:
@@ -167,13 +169,14 @@ class VideoReader:
         except av.error.FFmpegError as error:
             self._index_error = f"reading the file stopped after {packets} packets ({error.strerror or error})"
         # Without a timestamp on every packet, frames cannot be addressed by seeking: decode in order instead.
-        self._seekable = packets > 0 and len(pts) == packets
+        self._seekable = untimed == 0
         self._pts = sorted(pts)
         self._keyframes = sorted(keyframes)
         declared = self._stream.frames or 0
         if declared > packets and self._index_error is None:
             self._index_error = f"the container declares {declared} frames but only {packets} could be read"
-        self.num_frames = max(declared, packets)
+        # Frames the container declares but the file no longer holds (truncated) count, as unreadable ones.
+        self.num_frames = packets - discarded + max(declared - packets, 0)
         if self.num_frames == 0:
             raise VideoDecodeError(self.name, "contains no frames")
 

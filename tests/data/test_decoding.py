@@ -187,3 +187,13 @@ def test_closed_reader_leaves_no_reference_cycles(tmp_path):
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_streams_without_timestamps_are_decoded_in_order(tmp_path):
+    # Some containers (e.g. AVI with B-frames) give packets no timestamps: frames are then counted from the start.
+    path = write_video(tmp_path / "clip.mp4", 30, gop=5)
+    with VideoReader(path) as reader:
+        reader._seekable = False
+        frames, repeated = reader.read_frames([20, 3, 3, 11])
+        assert reader.decoded_frames == 21  # up to the last requested frame, not beyond
+    assert [frame_index(frame) for frame in frames] == [20, 3, 3, 11] and repeated == []
