@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .clips import ACTIONS, OPPOSITE_ACTIONS, ClipSpec, Event, Track, sample_clip
 from .scene import COLOURS, SHAPES, SIZES, Placement, SceneObject, render_frame
-from .stills import POSITION_PHRASES, StillSpec, sample_still
+from .stills import POSITION_PHRASES, StillSpec, sample_position_batch, sample_still, sample_still_batch
 from .video import through_yuv420p, write_video
 from .world import WORLD_VERSION, generate_world
 
@@ -59,7 +59,9 @@ __all__ = [
     "generate_world",
     "render_frame",
     "sample_clip",
+    "sample_position_batch",
     "sample_still",
+    "sample_still_batch",
     "through_yuv420p",
     "write_video",
 ]

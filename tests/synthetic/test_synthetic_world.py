@@ -20,7 +20,7 @@ from peft_vop.synthetic import (
     through_yuv420p,
     write_video,
 )
-from peft_vop.synthetic.stills import grid_cell
+from peft_vop.synthetic.stills import grid_cell, sample_position_batch, sample_still_batch
 
 
 SMALL_WORLD = {"num_train": 6, "num_val": 4, "num_test": 12}
@@ -190,6 +190,35 @@ def test_still_descriptions_name_every_object_and_its_cell():
             assert f"{placement.object.phrase} {phrase}" in still.description
         colours = [p.object.colour for p in still.placements]
         assert len(set(colours)) == len(colours)
+
+
+def test_still_batches_hold_hard_negatives_with_unique_descriptions():
+    batch = sample_still_batch(np.random.default_rng(1), 64, moved_fraction=0.5, reshaped_fraction=0.5)
+    assert len(batch) == 64 and len({still.description for still in batch}) == 64
+    assert [s.description for s in sample_still_batch(np.random.default_rng(1), 64)] != [s.description for s in batch]
+    moved = reshaped = 0
+    for first, second in zip(batch, batch[1:]):
+        objects = [p.object for p in first.placements]
+        if objects and objects == [p.object for p in second.placements]:
+            moved += 1  # the same objects, described in other places
+        elif len(objects) == len(second.placements) and [(p.x, p.y) for p in first.placements] == [
+            (p.x, p.y) for p in second.placements
+        ]:
+            changed = [a.object for a, b in zip(first.placements, second.placements) if a.object != b.object]
+            assert len(changed) == 1
+            reshaped += 1
+    assert moved > 5 and reshaped > 5, (moved, reshaped)
+
+
+def test_position_batches_show_each_object_in_every_cell():
+    batch = sample_position_batch(np.random.default_rng(2), 20)
+    assert len(batch) == 20 and len({still.description for still in batch}) == 20
+    first_group = batch[:9]
+    assert len({still.placements[0].object for still in first_group}) == 1
+    cells = [grid_cell(s.placements[0].x, s.placements[0].y, s.image_size) for s in first_group]
+    assert sorted(cells) == sorted(POSITION_PHRASES)
+    with pytest.raises(ValueError, match="cells"):
+        sample_still(np.random.default_rng(0), objects=[first_group[0].placements[0].object], cells=[(0, 0), (1, 1)])
 
 
 def test_generate_world_reuses_a_finished_world(world):
