@@ -73,16 +73,29 @@ def build_assets(directory: Path, num_videos: int, num_frames: int, seed: int) -
     return {"model": str(model_dir), "annotations": str(annotations), "cache": str(cache)}
 
 
-def record_steps() -> list[float]:
-    """Timestamps of every optimizer step taken from now on, in this process."""
+def record_steps() -> dict[str, list[float]]:
+    """
+    Timestamps, from now on in this process, of every optimizer step (`end`) and of the start of every forward
+    pass of the `VideoTextEncoder` (`start`): `end - start` is the model step, `start - previous end` everything
+    else (waiting for data, the loop's bookkeeping, logging).
+    """
+    from torch.nn.modules.module import register_module_forward_pre_hook
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
-    stamps: list[float] = []
-    register_optimizer_step_post_hook(lambda *_: stamps.append(time.perf_counter()))
+    from peft_vop.training import VideoTextEncoder
+
+    stamps: dict[str, list[float]] = {"start": [], "end": []}
+    register_optimizer_step_post_hook(lambda *_: stamps["end"].append(time.perf_counter()))
+
+    def on_forward(module, inputs):
+        if isinstance(module, VideoTextEncoder):
+            stamps["start"].append(time.perf_counter())
+
+    register_module_forward_pre_hook(on_forward)
     return stamps
 
 
-def bare_step(args: argparse.Namespace, assets: dict[str, str]) -> list[float]:
+def bare_step(args: argparse.Namespace, assets: dict[str, str]) -> dict[str, list[float]]:
     """Time the model step alone on one pre-collated batch."""
     import torch
     from peft import get_peft_model
@@ -117,7 +130,7 @@ def bare_step(args: argparse.Namespace, assets: dict[str, str]) -> list[float]:
     return stamps
 
 
-def vop_train(args: argparse.Namespace, assets: dict[str, str], output_dir: str) -> list[float]:
+def vop_train(args: argparse.Namespace, assets: dict[str, str], output_dir: str) -> dict[str, list[float]]:
     """Time `vop train` itself (the CLI entry point, in this process)."""
     from peft_vop.cli.main import main as vop
 
@@ -148,12 +161,12 @@ def vop_train(args: argparse.Namespace, assets: dict[str, str], output_dir: str)
             "1",
             "--report-to",
             "tensorboard",
-            "--num-workers",
-            str(args.num_workers),
+            *(["--num-workers", str(args.num_workers)] if args.num_workers is not None else []),
             "--seed",
             str(args.seed),
             "--checkpoint-steps",
             "none",
+            "--overwrite-output-dir",
         ]
     )
     if status != 0:
@@ -167,9 +180,17 @@ def child(args: argparse.Namespace) -> None:
         stamps = bare_step(args, assets)
     else:
         stamps = vop_train(args, assets, str(Path(args.assets).parent / "run"))
-    intervals = [later - earlier for earlier, later in zip(stamps, stamps[1:])][args.warmup :]
+    ends, starts = stamps["end"], stamps["start"]
+    steps = range(args.warmup + 1, len(ends))  # step k runs from end[k-1] to end[k]
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    print(json.dumps({"part": args.part, "step_seconds": intervals, "peak_rss_mib": peak_mib}))
+    result = {
+        "part": args.part,
+        "step_seconds": [ends[k] - ends[k - 1] for k in steps],
+        "model_seconds": [ends[k] - starts[k] for k in steps],
+        "outside_seconds": [starts[k] - ends[k - 1] for k in steps],
+        "peak_rss_mib": peak_mib,
+    }
+    print(json.dumps(result))
 
 
 def main() -> None:
@@ -179,7 +200,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="timed steps (default: 6)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: 2)")
     parser.add_argument("--variant", default="vop")
-    parser.add_argument("--num-workers", type=int, default=2, help="data-loading workers of vop train (default: 2)")
+    parser.add_argument(
+        "--num-workers", type=int, help="data-loading workers of vop train (default: vop train's own choice)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="alternate bare/train this many times, report medians (noisy hosts)"
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--part", choices=("bare", "train"), help=argparse.SUPPRESS)
     parser.add_argument("--assets", help=argparse.SUPPRESS)
@@ -197,35 +223,46 @@ def main() -> None:
         assets_file = Path(directory) / "assets.json"
         assets_file.write_text(json.dumps(assets))
         print(f"assets ready in {time.perf_counter() - started:.0f} s ({num_videos} videos cached)", file=sys.stderr)
-        results = {}
         forwarded = [
             f"--{name.replace('_', '-')}={getattr(args, name)}"
             for name in ("batch_size", "num_frames", "steps", "warmup", "variant", "num_workers", "seed")
+            if getattr(args, name) is not None
         ]
-        for part in ("bare", "train"):
-            completed = subprocess.run(
-                [sys.executable, __file__, f"--part={part}", f"--assets={assets_file}", *forwarded],
-                env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])},
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if completed.returncode != 0:
-                raise RuntimeError(f"{part} failed:\n{completed.stderr[-3000:]}")
-            results[part] = json.loads(completed.stdout.strip().splitlines()[-1])
+        # Steps of all rounds are pooled per part; alternating the parts spreads a busy host's load over both.
+        results: dict[str, dict] = {}
+        for _ in range(args.rounds):
+            for part in ("bare", "train"):
+                completed = subprocess.run(
+                    [sys.executable, __file__, f"--part={part}", f"--assets={assets_file}", *forwarded],
+                    env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])},
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if completed.returncode != 0:
+                    raise RuntimeError(f"{part} failed:\n{completed.stderr[-3000:]}")
+                measured = json.loads(completed.stdout.strip().splitlines()[-1])
+                pooled = results.setdefault(part, {"peak_rss_mib": 0.0})
+                pooled["peak_rss_mib"] = max(pooled["peak_rss_mib"], measured["peak_rss_mib"])
+                for key in ("step_seconds", "model_seconds", "outside_seconds"):
+                    pooled.setdefault(key, []).extend(measured[key])
 
     bare, loop = (statistics.median(results[part]["step_seconds"]) for part in ("bare", "train"))
     print(
         f"ViT-B/32 (CLIPConfig() defaults, random init), variant {args.variant}, {args.num_frames} frames, batch "
-        f"{args.batch_size}, CPU ({torch.get_num_threads()} threads), median of {args.steps} steps after "
-        f"{args.warmup} warm-up; vop train with a frame cache, {args.num_workers} workers, logging every step"
+        f"{args.batch_size}, CPU ({torch.get_num_threads()} threads), median of {args.rounds} x {args.steps} steps "
+        f"after {args.warmup} warm-up each; vop train with a frame cache, "
+        f"{'its default' if args.num_workers is None else args.num_workers} loader workers, logging every step"
     )
-    print(f"| {'':<28} | {'s/step':>8} | {'videos/s':>9} | {'peak RSS (MiB)':>14} |")
-    print(f"|{'-' * 30}|{'-' * 10}|{'-' * 11}|{'-' * 16}|")
+    header = f"| {'':<31} | {'s/step':>7} | {'videos/s':>8} | {'in model step':>13} | {'outside it':>10} | {'peak RSS MiB':>12} |"
+    print(header)
+    print("|---|---:|---:|---:|---:|---:|")
     for part, name, seconds in (("bare", "bare model step", bare), ("train", "vop train (loop + data + logs)", loop)):
+        inside = statistics.median(results[part]["model_seconds"])
+        outside = statistics.median(results[part]["outside_seconds"])
         print(
-            f"| {name:<28} | {seconds:>8.3f} | {args.batch_size / seconds:>9.2f} | "
-            f"{results[part]['peak_rss_mib']:>14.0f} |"
+            f"| {name:<31} | {seconds:>7.3f} | {args.batch_size / seconds:>8.2f} | {inside:>13.3f} | {outside:>10.3f} | "
+            f"{results[part]['peak_rss_mib']:>12.0f} |"
         )
     print(f"loop overhead over the bare step: {100 * (loop / bare - 1):+.1f}% (target: under 10%)")
     for part in ("bare", "train"):

@@ -105,8 +105,11 @@ class TrainingConfig:
             --mixed_precision` or of `accelerate config`, and `"no"` without either.
         seed (`int`, defaults to 42):
             Seeds adapter initialisation, shuffling, frame sampling, augmentation and caption choice.
-        num_workers (`int`, defaults to 2):
-            Data-loading worker processes per training process.
+        num_workers (`int`, *optional*):
+            Data-loading worker processes per training process. `None` picks 0 when training on CPUs from a frame
+            cache (the per-video work is then a few cheap tensor operations, faster on all cores inside the step than
+            in worker processes that take cores away from the model's threads) and 2 otherwise (decoding overlaps
+            the model step).
         logging_steps (`int`, defaults to 10):
             Log loss, learning rate and throughput every this many optimizer steps.
         report_to (`list[str]`, *optional*):
@@ -180,7 +183,9 @@ class TrainingConfig:
         default=None, metadata={"help": "no, fp16 or bf16; null: what `accelerate launch`/`accelerate config` set."}
     )
     seed: int = field(default=42, metadata={"help": "Seed of initialisation, shuffling and augmentation."})
-    num_workers: int = field(default=2, metadata={"help": "Data-loading workers per process."})
+    num_workers: int | None = field(
+        default=None, metadata={"help": "Data-loading workers per process; null: 0 on CPU with a frame cache, else 2."}
+    )
 
     logging_steps: int = field(default=10, metadata={"help": "Log every this many optimizer steps."})
     report_to: list[str] = field(
@@ -237,7 +242,7 @@ class TrainingConfig:
         _check_int("max_steps", self.max_steps, minimum=1, optional=True)
         _check_int("batch_size", self.batch_size, minimum=2, why="the contrastive loss needs negatives")
         _check_int("gradient_accumulation_steps", self.gradient_accumulation_steps, minimum=1)
-        _check_int("num_workers", self.num_workers, minimum=0)
+        _check_int("num_workers", self.num_workers, minimum=0, optional=True)
         _check_int("seed", self.seed, minimum=0)
         _check_int("logging_steps", self.logging_steps, minimum=1)
         _check_int("eval_steps", self.eval_steps, minimum=1, optional=True)

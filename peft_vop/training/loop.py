@@ -140,6 +140,7 @@ def train(
         weight_decay=config.weight_decay,
     )
 
+    num_workers = default_workers(config.num_workers, use_cpu, cached=config.frame_cache is not None)
     # Data: one permutation per epoch; drop_last keeps every batch full, so no video is its own negative twice.
     sampler = EpochShuffleSampler(len(train_dataset), config.seed)
     train_loader = DataLoader(
@@ -148,7 +149,7 @@ def train(
         sampler=sampler,
         drop_last=True,
         collate_fn=collate_fn,
-        num_workers=config.num_workers,
+        num_workers=num_workers,
         pin_memory=accelerator.device.type == "cuda",
     )
     batches_per_epoch = len(train_dataset) // micro_batch
@@ -162,7 +163,8 @@ def train(
     encoder, optimizer, train_loader, scheduler = accelerator.prepare(encoder, optimizer, train_loader, scheduler)
     register_adapter_hooks(accelerator)
     if eval_data is not None:
-        eval_loaders = prepare_eval_loaders(accelerator, eval_data, micro_batch, config.num_workers)
+        eval_workers = default_workers(config.num_workers, use_cpu, cached=config.eval_frame_cache is not None)
+        eval_loaders = prepare_eval_loaders(accelerator, eval_data, micro_batch, eval_workers)
     logit_scale = accelerator.unwrap_model(encoder).logit_scale.detach()
 
     state = TrainerState()
@@ -278,6 +280,19 @@ def train(
         accelerator.unwrap_model(encoder).model.push_to_hub(repo_id, private=config.hub_private_repo)
         accelerator.print(f"Pushed the adapter to https://huggingface.co/{repo_id}")
     return result
+
+
+def default_workers(num_workers: int | None, use_cpu: bool, cached: bool) -> int:
+    """
+    Loader workers per process: `num_workers` if set, else 0 for cached frames on CPUs and 2 otherwise.
+
+    On CPUs, worker processes take cores from the model's threads, and one busy core stalls every parallel op of
+    the step; cached frames need only a few cheap tensor ops, which run faster on all cores inside the step. Decoding
+    videos is slow and single-threaded, so it is worth overlapping with the step.
+    """
+    if num_workers is not None:
+        return num_workers
+    return 0 if use_cpu and cached else 2
 
 
 def check_model_fits(model_name_or_path: str, adapter_config) -> None:

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from tiny_run import TinyVideoCaptions, base_config, collate, tiny_eval_data
 
 from peft_vop.training import train
+from peft_vop.training.loop import default_workers
 
 
 @pytest.fixture
@@ -64,3 +65,10 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path):
         "step-00000002",
         "step-00000004",
     ]
+
+
+def test_loader_workers_default_to_none_for_cached_frames_on_cpus():
+    assert default_workers(None, use_cpu=True, cached=True) == 0
+    assert default_workers(None, use_cpu=True, cached=False) == 2
+    assert default_workers(None, use_cpu=False, cached=True) == 2
+    assert default_workers(5, use_cpu=True, cached=True) == 5
