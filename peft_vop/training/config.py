@@ -18,6 +18,11 @@ MIXED_PRECISION_CHOICES: tuple[str, ...] = ("no", "fp16", "bf16")
 # Writers that `accelerate` can build from a name (`Accelerator(log_with=...)`); "all" picks every installed one.
 TRACKER_CHOICES: tuple[str, ...] = ("all", "tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive")
 RESUME_LATEST = "latest"
+# What periodic evaluation reports (peft_vop.training.evaluation): both directions, and the sum of the six recalls.
+EVAL_METRICS: tuple[str, ...] = (
+    *(f"{direction}/{name}" for direction in ("t2v", "v2t") for name in ("R@1", "R@5", "R@10", "MdR", "MnR")),
+    "rsum",
+)
 
 # Measured with `benchmarks/lr_sweep.py` (see docs/training.md, "How the default learning rate was chosen").
 DEFAULT_LEARNING_RATE = 1e-3
@@ -286,6 +291,10 @@ class TrainingConfig:
                 f"`adapter_options` must not set {clashing}: they are top-level keys of the training config."
             )
         self.adapter_config()  # an unknown variant or adapter option fails here, before anything is loaded
+        if self.metric_for_best_model not in EVAL_METRICS:
+            raise ValueError(
+                f"`metric_for_best_model` must be one of {list(EVAL_METRICS)}; got {self.metric_for_best_model!r}."
+            )
         if self.eval_split is not None and self.eval_split == self.train_split:
             raise ValueError(
                 f"`eval_split` and `train_split` are both {self.train_split!r}; evaluate on held-out videos, or set "

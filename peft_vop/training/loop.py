@@ -193,12 +193,7 @@ def train(
         accelerator.log(
             {f"eval/{name}": value for name, value in metrics.items() if name != "step"}, state.global_step
         )
-        value = metrics.get(config.metric_for_best_model)
-        if value is None:
-            raise ValueError(
-                f"`metric_for_best_model` {config.metric_for_best_model!r} is not among the evaluation metrics "
-                f"{sorted(name for name in metrics if name != 'step')}."
-            )
+        value = metrics[config.metric_for_best_model]
         summary = ", ".join(f"{name} {value:.2f}" for name, value in metrics.items() if name != "step")
         accelerator.print(f"step {state.global_step}: {summary}")
         if is_better(config.metric_for_best_model, value, state.best_metric):

@@ -58,6 +58,7 @@ def run_cli(tmp_path: Path, capsys, **values) -> str:
         ({"learning_rate": 0}, "`learning_rate` must be a number in (0.0, inf)"),
         ({"variant": "vop_f", "adapter_options": {"intra_frame_layers": 3}}, "has 3 vision layers; VoP^F needs 1..2"),
         ({"lr": 0.1}, "Unknown training config keys ['lr']"),
+        ({"metric_for_best_model": "R@1"}, "`metric_for_best_model` must be one of ['t2v/R@1'"),
         ({"model_name_or_path": "/nonexistent/clip"}, "/nonexistent/clip"),
     ],
 )
