@@ -130,6 +130,101 @@ def bare_step(args: argparse.Namespace, assets: dict[str, str]) -> dict[str, lis
     return stamps
 
 
+def interleaved(args: argparse.Namespace, assets: dict[str, str]) -> None:
+    """
+    For hosts shared with other work, where two processes run minutes apart see different loads: in one process,
+    alternate a bare step on a fixed batch with one step of the loop's own pieces (the prepared, seeded loader with
+    `vop train`'s default workers, `contrastive_step`, clipping, AdamW and the schedule), and report the medians of
+    wall-clock and process CPU time of each, and of fetching the loop's batch.
+    """
+    import torch
+    from accelerate import Accelerator, DataLoaderConfiguration
+    from peft import get_peft_model
+    from torch.utils.data import DataLoader
+    from transformers import CLIPModel, get_cosine_schedule_with_warmup
+
+    from peft_vop.training import TrainingConfig, VideoTextEncoder, contrastive_step, symmetric_contrastive_loss
+    from peft_vop.training.data import build_train_data
+    from peft_vop.training.loop import default_workers
+    from peft_vop.training.sampling import EpochShuffleSampler, SeededSamples
+
+    config = TrainingConfig(
+        model_name_or_path=assets["model"],
+        annotations=assets["annotations"],
+        output_dir="unused",
+        frame_cache=assets["cache"],
+        variant=args.variant,
+        num_frames=args.num_frames,
+        seed=args.seed,
+        num_workers=args.num_workers,
+    )
+    dataset, collate = build_train_data(config)
+    fixed = collate([dataset[index] for index in range(args.batch_size)])
+    fixed = {key: fixed[key] for key in ("input_ids", "attention_mask", "pixel_values")}
+    encoder = VideoTextEncoder(get_peft_model(CLIPModel.from_pretrained(assets["model"]), config.adapter_config()))
+    encoder.train()
+    trainable = [parameter for parameter in encoder.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=0.2)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, 1, 1000)
+    accelerator = Accelerator(cpu=True, dataloader_config=DataLoaderConfiguration(split_batches=True))
+    loader = DataLoader(
+        SeededSamples(dataset, args.seed),
+        batch_size=args.batch_size,
+        sampler=EpochShuffleSampler(len(dataset), args.seed),
+        drop_last=True,
+        collate_fn=collate,
+        num_workers=default_workers(args.num_workers, use_cpu=True, cached=True),
+    )
+    prepared, optimizer, loader, scheduler = accelerator.prepare(encoder, optimizer, loader, scheduler)
+    logit_scale = encoder.logit_scale.detach()
+    batches = iter(loader)
+
+    def bare() -> None:
+        video_embeds, text_embeds = encoder(**fixed)
+        symmetric_contrastive_loss(text_embeds, video_embeds, logit_scale).backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.optimizer.step()
+        optimizer.optimizer.zero_grad()
+
+    def loop_step(batch) -> None:
+        with accelerator.accumulate(prepared):
+            contrastive_step(accelerator, prepared, batch, logit_scale)
+            accelerator.clip_grad_norm_(trainable, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+
+    times: dict[str, list[tuple[float, float]]] = {"bare": [], "fetch": [], "loop step": []}
+    clock = lambda: (time.perf_counter(), time.process_time())  # noqa: E731
+    for repetition in range(args.warmup + args.steps):
+        marks = [clock()]
+        bare()
+        marks.append(clock())
+        batch = next(batches)
+        marks.append(clock())
+        loop_step(batch)
+        marks.append(clock())
+        if repetition >= args.warmup:
+            for name, start, end in zip(times, marks, marks[1:]):
+                times[name].append((end[0] - start[0], end[1] - start[1]))
+    medians = {
+        name: [statistics.median(value[i] for value in values) for i in (0, 1)] for name, values in times.items()
+    }
+    bare_wall, bare_cpu = medians["bare"]
+    print(
+        f"interleaved, {args.steps} repetitions after {args.warmup}, batch {args.batch_size}, "
+        f"{torch.get_num_threads()} threads, {loader.num_workers} loader workers (median wall s / CPU s):"
+    )
+    for name, (wall, cpu) in medians.items():
+        print(
+            f"  {name:<10} {wall:8.3f} / {cpu:8.3f}   ({100 * wall / bare_wall:5.1f}% / {100 * cpu / bare_cpu:5.1f}% of bare)"
+        )
+    overhead = [(fetch[0] + step[0]) / bare[0] - 1 for bare, fetch, step in zip(*times.values())]
+    print(
+        f"  loop overhead, median over repetitions of (fetch + loop step) / bare - 1: {100 * statistics.median(overhead):+.1f}%"
+    )
+
+
 def vop_train(args: argparse.Namespace, assets: dict[str, str], output_dir: str) -> dict[str, list[float]]:
     """Time `vop train` itself (the CLI entry point, in this process)."""
     from peft_vop.cli.main import main as vop
@@ -206,6 +301,11 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=1, help="alternate bare/train this many times, report medians (noisy hosts)"
     )
+    parser.add_argument(
+        "--interleaved",
+        action="store_true",
+        help="instead: alternate bare and loop steps in one process (noisy hosts)",
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--part", choices=("bare", "train"), help=argparse.SUPPRESS)
     parser.add_argument("--assets", help=argparse.SUPPRESS)
@@ -223,6 +323,9 @@ def main() -> None:
         assets_file = Path(directory) / "assets.json"
         assets_file.write_text(json.dumps(assets))
         print(f"assets ready in {time.perf_counter() - started:.0f} s ({num_videos} videos cached)", file=sys.stderr)
+        if args.interleaved:
+            interleaved(args, assets)
+            return
         forwarded = [
             f"--{name.replace('_', '-')}={getattr(args, name)}"
             for name in ("batch_size", "num_frames", "steps", "warmup", "variant", "num_workers", "seed")
