@@ -279,9 +279,8 @@ class VoPTextLayer(VoPLayer):
         # create_causal_mask only reads the batch size, length, dtype and device of `inputs_embeds`.
         embedding_dtype = tower.embeddings.token_embedding.weight.dtype
         shape_only = torch.empty(batch, sequence + length, 0, dtype=embedding_dtype, device=input_ids.device)
-        mask = create_causal_mask(
-            config=tower.config, inputs_embeds=shape_only, attention_mask=padding_mask, cache=None
-        )
+        # The fourth argument (no KV cache) is named `past_key_values` before transformers 5.24 and `cache` after.
+        mask = create_causal_mask(tower.config, shape_only, padding_mask, None)
         kwargs[VOP_CALL_KWARG] = VoPCall(adapter=adapter, attention_mask=mask)
         return args, kwargs
 
