@@ -50,6 +50,7 @@ class VoPModel(BaseTuner):
         >>> model = get_peft_model(clip, peft_vop.VoPConfig(variant="vop"))
         >>> model.print_trainable_parameters()
         trainable params: 122,880 || all params: 151,400,193 || trainable%: 0.0812
+        VoP adapter 'default' (vop): 122,880 (paper, CLIP ViT-B/32: 0.1M (0.103%))
         ```
     """
 

@@ -2,7 +2,8 @@
 
 Used by `vop demo` and `benchmarks/bench_synthetic.py`. The order-sensitive pairs are what makes the world a test of
 temporal modelling: every validation/test clip has a partner with the same frames played backwards and the
-opposite caption, so a model blind to frame order scores exactly 50% on them.
+opposite caption, so a model blind to frame order scores about 50% on them (exactly 50% up to the last bits: averaging the
+same frames in another order can break a tie either way).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def order_pair_accuracy(embeddings: SplitEmbeddings) -> dict[str, float | int]:
 
     Text to video: for each caption of a paired video, the similarity to its own video against the similarity to
     the partner. Video to text: for each paired video, its best caption against the partner's best caption. A win
-    counts 1, a tie 0.5 (an order-blind model ties every pair, which is chance: 50%).
+    counts 1, a tie 0.5. An order-blind model ties every pair up to rounding (the same frames averaged in another
+    order differ in the last bits), so it scores about 50%.
 
     Args:
         embeddings (`SplitEmbeddings`): the split's embeddings.

@@ -455,9 +455,7 @@ def test_json_examples(block: Block):
 # The API reference (docs/api/*.md) renders the docstrings of the objects its `::: identifier` lines name, examples
 # included; those examples run too, with doctest where they are written as `>>>` sessions, so their printed output
 # is checked. Known failures are listed with the reason; one that passes again only warns, so that its entry can go.
-KNOWN_DOCSTRING_FAILURES: dict[str, str] = {
-    "peft_vop.VoPModel": "the expected output lacks the line `print_trainable_parameters` adds for VoP adapters",
-}
+KNOWN_DOCSTRING_FAILURES: dict[str, str] = {}
 
 DOCSTRING_RUNNER = textwrap.dedent(
     """
