@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One prepared run on a lent GPU machine (see docs/benchmarks.md): CUDA correctness checks of the tuner, the tuner
+# test suite on that machine's torch, and GPU timings. Wheels of the versions we test with travel in .device/.
+set -uo pipefail
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .device/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+python3 -c "import torch, transformers, peft; print(torch.__version__, transformers.__version__, peft.__version__)" | tee -a "$OUT/gpu.txt"
+timeout 150 python3 benchmarks/device_check.py --output "$OUT/device_check.json" 2>&1 | grep -v Warning | tee "$OUT/device_check.log"
+timeout 120 python3 -m pytest tests/tuner -q -x -p no:cacheprovider -n 8 2>&1 | tail -5 | tee "$OUT/tuner_tests.log"
+timeout 120 python3 benchmarks/bench_tuner.py encode train --geometry b32 --device cuda --repeats 15 --output "$OUT/bench_b32_cuda.json" 2>&1 | grep -v Warn | tee "$OUT/bench.log"
+timeout 100 python3 benchmarks/bench_tuner.py variants --geometry b32 --device cuda --repeats 7 --output "$OUT/variants_b32_cuda.json" 2>&1 | grep -v Warn | tee -a "$OUT/bench.log"
+timeout 120 python3 benchmarks/bench_tuner.py variants --geometry b16 --device cuda --repeats 5 --output "$OUT/variants_b16_cuda.json" 2>&1 | grep -v Warn | tee -a "$OUT/bench.log"
+timeout 100 python3 benchmarks/bench_tuner.py encode train --geometry b32 --device cpu --repeats 5 --output "$OUT/bench_b32_cpu16.json" 2>&1 | grep -v Warn | tee -a "$OUT/bench.log"
