@@ -31,6 +31,7 @@ from transformers import AutoTokenizer, CLIPModel, Trainer, TrainingArguments
 import peft_vop
 from peft_vop.data import FramePreprocessor, VideoTextCollator, VideoTextDataset, read_annotations
 from peft_vop.retrieval import evaluate_retrieval
+from peft_vop.training import DEFAULT_LEARNING_RATE  # measured for `vop train`, see docs/training.md
 
 
 class TrainerCollator:
@@ -57,7 +58,7 @@ def build_trainer(
     variant: str = "vop",
     num_frames: int = 12,
     batch_size: int = 32,
-    learning_rate: float = 1e-3,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
     num_epochs: float = 5,
     max_steps: int = -1,
     num_workers: int = 2,
@@ -129,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--variant", default="vop", choices=sorted(peft_vop.VARIANTS))
     parser.add_argument("--num-frames", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--learning-rate", type=float, default=DEFAULT_LEARNING_RATE)
     parser.add_argument("--epochs", type=float, default=5)
     parser.add_argument("--max-steps", type=int, default=-1)
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")

@@ -25,7 +25,7 @@ EVAL_METRICS: tuple[str, ...] = (
 )
 
 # Measured with `benchmarks/lr_sweep.py` (see docs/training.md, "How the default learning rate was chosen").
-DEFAULT_LEARNING_RATE = 1e-3
+DEFAULT_LEARNING_RATE = 1e-2
 
 
 class ConfigurationError(ValueError):
