@@ -71,3 +71,13 @@ def tiny_text_batch(batch_size: int = 2, length: int = 7, pad_last: int = 2, see
 @pytest.fixture
 def clip_model() -> CLIPModel:
     return tiny_clip()
+
+
+def randomize_adapter(model: torch.nn.Module, std: float, seed: int = 0) -> torch.nn.Module:
+    """Draw every trainable (adapter) parameter from N(0, std²), so that each prompt visibly matters in a test."""
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(seed)
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.normal_(std=std, generator=generator)
+    return model

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_clip, tiny_text_batch
+from conftest import randomize_adapter, tiny_clip, tiny_text_batch
 from peft import AutoPeftModel, PeftConfig, PeftModel, get_peft_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file
@@ -34,12 +34,7 @@ def _outputs(model):
 
 def _trained(variant: str = "vop", seed: int = 0, **kwargs):
     model = get_peft_model(tiny_clip(), peft_vop.VoPConfig(variant=variant, num_frames=4, **kwargs))
-    with torch.no_grad():
-        generator = torch.Generator().manual_seed(seed)
-        for parameter in model.parameters():
-            if parameter.requires_grad:
-                parameter.normal_(std=0.3, generator=generator)
-    return model
+    return randomize_adapter(model, std=0.3, seed=seed)
 
 
 def _hook_count(module: torch.nn.Module) -> int:
@@ -150,7 +145,7 @@ def test_save_then_load_in_a_fresh_process_reproduces_outputs_bit_for_bit(tmp_pa
         f"""
         import sys, torch
         sys.path.insert(0, {str(ROOT / "tests")!r})
-        from conftest import tiny_clip, tiny_text_batch
+        from conftest import randomize_adapter, tiny_clip, tiny_text_batch
         import peft_vop
         from peft import PeftModel
         expected = torch.load({str(tmp_path / "expected.pt")!r})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_clip, tiny_text_batch
+from conftest import randomize_adapter, tiny_clip, tiny_text_batch
 from peft import get_peft_model
 
 import peft_vop
@@ -17,13 +17,7 @@ def _model(variant: str):
     config = peft_vop.VoPConfig(
         variant=variant, num_frames=4, intra_frame_layers=2 if variant.startswith("vop_f") else None
     )
-    model = get_peft_model(tiny_clip(), config)
-    with torch.no_grad():
-        generator = torch.Generator().manual_seed(1)
-        for parameter in model.parameters():
-            if parameter.requires_grad:
-                parameter.normal_(std=0.2, generator=generator)
-    return model
+    return randomize_adapter(get_peft_model(tiny_clip(), config), std=0.2, seed=1)
 
 
 def _batch():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_clip, tiny_text_batch
+from conftest import randomize_adapter, tiny_clip, tiny_text_batch
 from peft import get_peft_model
 
 import peft_vop
@@ -19,12 +19,7 @@ def _model(variant: str, **kwargs):
     model = get_peft_model(
         tiny_clip(**kwargs.pop("clip", {})), peft_vop.VoPConfig(variant=variant, num_frames=FRAMES, **kwargs)
     )
-    with torch.no_grad():
-        generator = torch.Generator().manual_seed(0)
-        for parameter in model.parameters():
-            if parameter.requires_grad:
-                parameter.normal_(std=0.3, generator=generator)
-    return model
+    return randomize_adapter(model, std=0.3, seed=0)
 
 
 def _video(batch: int = 2, frames: int = FRAMES) -> torch.Tensor:
