@@ -1,4 +1,10 @@
-"""Analytic forward FLOPs of CLIP towers with and without VoP prompts (multiply-adds count as 2 FLOPs)."""
+"""Analytic forward FLOPs of CLIP towers with and without VoP prompts (multiply-adds count as 2 FLOPs).
+
+peft-vop inserts a layer's prompts into its self-attention and strips them right after it (a prompt's own output is
+discarded, so it only matters as a key and value), so prompts cost q/k/v/out projections and attention, not the MLP.
+`prompt_mlp=True` counts prompts through the whole layer instead, as an implementation that inserts them before the
+layer and strips them after it computes (the 58-vs-50-token count at B/32).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,18 @@ from transformers import CLIPTextConfig, CLIPVisionConfig
 from peft_vop import VoPConfig
 
 
-def encoder_layer_flops(sequences: int, tokens: int, width: int, mlp_width: int) -> int:
-    """One pre-LN transformer layer: q/k/v/out projections, the MLP, and the two attention matmuls."""
-    linear = 2 * tokens * (4 * width * width + 2 * width * mlp_width)
-    attention = 2 * 2 * tokens * tokens * width
+def encoder_layer_flops(
+    sequences: int, tokens: int, width: int, mlp_width: int, prompts: int = 0, prompt_mlp: bool = False
+) -> int:
+    """One pre-LN transformer layer over `tokens` tokens plus `prompts` prompt tokens, for `sequences` sequences.
+
+    Counts the q/k/v/out projections and the two attention matmuls over all `tokens + prompts` tokens, and the MLP
+    over `tokens` (over all of them with `prompt_mlp`).
+    """
+    attended = tokens + prompts
+    mlp_tokens = attended if prompt_mlp else tokens
+    linear = 2 * (attended * 4 * width * width + mlp_tokens * 2 * width * mlp_width)
+    attention = 2 * 2 * attended * attended * width
     return sequences * (linear + attention)
 
 
@@ -23,7 +37,9 @@ def context_module_flops(sequences: int, width: int, prompts: int, kind: str) ->
     return recurrent + 2 * sequences * directions * width * prompts * width
 
 
-def vision_flops(vision: CLIPVisionConfig, videos: int, frames: int, config: VoPConfig | None = None) -> int:
+def vision_flops(
+    vision: CLIPVisionConfig, videos: int, frames: int, config: VoPConfig | None = None, prompt_mlp: bool = False
+) -> int:
     """Forward FLOPs of the vision tower for `videos` x `frames` frames, with `config`'s prompts (None: CLIP)."""
     patches = (vision.image_size // vision.patch_size) ** 2
     width, mlp, layers = vision.hidden_size, vision.intermediate_size, vision.num_hidden_layers
@@ -34,19 +50,21 @@ def vision_flops(vision: CLIPVisionConfig, videos: int, frames: int, config: VoP
         prompts = 0 if config is None or index not in selected else config.vision_prompt_length
         inter = config is not None and config.intra_frame_layers is not None and index >= config.intra_frame_layers
         if inter:
-            total += encoder_layer_flops(videos, frames * (1 + patches) + prompts, width, mlp)
+            total += encoder_layer_flops(videos, frames * (1 + patches), width, mlp, prompts, prompt_mlp)
         else:
-            total += encoder_layer_flops(count, 1 + patches + prompts, width, mlp)
+            total += encoder_layer_flops(count, 1 + patches, width, mlp, prompts, prompt_mlp)
             if config is not None and config.frame_prompts == "context" and index in selected:
                 total += context_module_flops(count, width, config.video_prompt_length, config.context_module)
     return total
 
 
-def text_flops(text: CLIPTextConfig, texts: int, length: int, config: VoPConfig | None = None) -> int:
+def text_flops(
+    text: CLIPTextConfig, texts: int, length: int, config: VoPConfig | None = None, prompt_mlp: bool = False
+) -> int:
     """Forward FLOPs of the text tower for `texts` captions of `length` tokens."""
     total = 0
     for index in range(text.num_hidden_layers):
         selected = config is not None and (config.text_layers is None or index in config.text_layers)
         prompts = config.text_prompt_length if selected else 0
-        total += encoder_layer_flops(texts, length + prompts, text.hidden_size, text.intermediate_size)
+        total += encoder_layer_flops(texts, length, text.hidden_size, text.intermediate_size, prompts, prompt_mlp)
     return total

@@ -6,17 +6,24 @@ replaced. The mechanism is the same for both towers and all variants:
 
 - a pre-hook on the tower prepares the call (flattens videos to frames, builds the text attention mask of the
   prompted sequence) and passes a `VoPCall` down to the encoder layers through the forward kwargs;
-- a pre-hook on every encoder layer inserts that layer's prompt tokens right after the first token (CLS/BOS);
-- a forward hook on every encoder layer strips them again, so the next layer, pooling and `last_hidden_state` see
-  CLIP's usual shapes.
+- a pre-hook on every encoder layer works out that layer's prompt tokens and passes them through the layer's own
+  (frozen) `layer_norm1`;
+- a pre-hook on the layer's self-attention inserts them right after the first token (CLS/BOS) of its input, and a
+  forward hook on the self-attention strips them from its output again.
+
+Inserting at the attention rather than around the whole layer is exact, not an approximation: deep prompts are
+replaced at every layer, so a prompt token's own output is discarded and it acts on the other tokens only through
+its key and value in the attention. Stripping right after the attention skips the MLP for prompt tokens (two thirds
+of a layer's FLOPs at CLIP's widths), and layer outputs, pooling and `last_hidden_state` keep CLIP's usual shapes.
 
 The video variants only change *which* tokens a layer gets (`_frame_level_prompts`) and, for VoP^F, the grouping of
-frames into videos around the inter-frame layers (`_frames_to_videos` / `_videos_to_frames`).
+frames into videos around the inter-frame layers (`_frames_to_videos` / `_leave_layer`).
 
 Shapes, vision tower (B videos, F frames, M patches, P prompts, D width):
 `pixel_values [B, F, 3, H, W]` -> frames `[B*F, 3, H, W]` -> layer input `[B*F, 1+M, D]`
--> intra-frame layer `[B*F, 1+P+M, D]` -> stripped `[B*F, 1+M, D]`
--> inter-frame layer (VoP^F) `[B, F*(1+M), D]` -> `[B, 1+P+F*(1+M)-1, D]` -> stripped and split `[B*F, 1+M, D]`
+-> intra-frame attention `[B*F, 1+P+M, D]` -> stripped `[B*F, 1+M, D]` -> MLP
+-> inter-frame layer (VoP^F) `[B, F*(1+M), D]` -> attention `[B, 1+P+F*(1+M)-1, D]` -> stripped
+-> MLP -> split `[B*F, 1+M, D]`
 -> outputs `last_hidden_state [B, F, 1+M, D]`, `pooler_output [B, F, D]` -> projection `[B, F, E]` -> video `[B, E]`.
 """
 
@@ -53,13 +60,17 @@ class VoPCall:
         prompt_norm (`nn.Module`, *optional*): CLIP's `pre_layrnorm`, applied to the prompts of vision layer 0.
         attention_mask (*optional*): the text attention mask of the prompted sequence, in the form the model's
             attention implementation expects.
-        inserted (`dict[int, int]`): prompt tokens inserted before each layer, for the hook that strips them.
+        pending (`dict[int, torch.Tensor]`): normalised prompts `[N, P, D]` of a layer, from its pre-hook to its
+            attention's pre-hook.
+        inserted (`dict[int, int]`): prompt tokens inserted into each layer's attention, for the hook that strips
+            them.
     """
 
     adapter: str | None
     num_frames: int | None = None
     prompt_norm: nn.Module | None = None
     attention_mask: Any = None
+    pending: dict[int, torch.Tensor] = field(default_factory=dict)
     inserted: dict[int, int] = field(default_factory=dict)
 
 
@@ -99,8 +110,8 @@ class TowerPlan:
 
 class VoPLayer(nn.Module, BaseTunerLayer):
     """
-    Base class of the prompt holders: owns the prompts of one tower, keyed by adapter name, and inserts them before
-    (and strips them after) the tower's encoder layers through forward hooks.
+    Base class of the prompt holders: owns the prompts of one tower, keyed by adapter name, and inserts them into
+    (and strips them from) the self-attention of the tower's encoder layers through forward hooks.
 
     A holder wraps no layer: `get_base_layer()` returns the holder itself, and `weight`/`bias` raise
     `AttributeError` instead of recursing.
@@ -192,9 +203,13 @@ class VoPLayer(nn.Module, BaseTunerLayer):
         tower.register_forward_hook(self._after_tower, with_kwargs=True)
         for index, layer in enumerate(tower.encoder.layers):
             layer.register_forward_pre_hook(functools.partial(self._before_layer, index), with_kwargs=True)
-            # Runs before hooks registered earlier (e.g. transformers' output recorders), so they see stripped
-            # hidden states.
+            # The forward hooks run before hooks registered earlier (e.g. transformers' output recorders), so those
+            # see CLIP's shapes.
             layer.register_forward_hook(functools.partial(self._after_layer, index), with_kwargs=True, prepend=True)
+            attention = layer.self_attn
+            attention.register_forward_pre_hook(functools.partial(self._before_attention, index), with_kwargs=True)
+            hook = functools.partial(self._after_attention, index)
+            attention.register_forward_hook(hook, with_kwargs=True, prepend=True)
 
     def owns_hook(self, hook: Callable) -> bool:
         """Whether `hook` is one of the hooks this holder installed."""
@@ -206,14 +221,7 @@ class VoPLayer(nn.Module, BaseTunerLayer):
         raise NotImplementedError
 
     def _after_tower(self, tower: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-        call = kwargs.get(VOP_CALL_KWARG)
-        if call is None:
-            return None
-        hidden_states = getattr(output, "hidden_states", None)
-        if hidden_states and call.inserted.get(0):
-            # transformers records the first layer's (prompted) input as `hidden_states[0]`.
-            output["hidden_states"] = (_strip(hidden_states[0], call.inserted[0]), *hidden_states[1:])
-        return output
+        return None
 
     def _before_layer(self, index: int, layer: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         raise NotImplementedError
@@ -223,14 +231,46 @@ class VoPLayer(nn.Module, BaseTunerLayer):
         if call is None or call.adapter is None:
             return None
         hidden = output[0] if isinstance(output, tuple) else output
-        count = call.inserted.get(index, 0)
-        if count:
-            hidden = _strip(hidden, count)
-        hidden = self._leave_layer(index, hidden, call)
-        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+        left = self._leave_layer(index, hidden, call)
+        if left is hidden:
+            return None
+        return (left, *output[1:]) if isinstance(output, tuple) else left
 
     def _leave_layer(self, index: int, hidden: torch.Tensor, call: VoPCall) -> torch.Tensor:
         return hidden
+
+    def _before_attention(
+        self, index: int, attention: nn.Module, args: tuple, kwargs: dict
+    ) -> tuple[tuple, dict] | None:
+        call = kwargs.get(VOP_CALL_KWARG)
+        # Read, not popped: gradient checkpointing may replay the layer's forward without its pre-hook.
+        prompts = None if call is None else call.pending.get(index)
+        if prompts is None:
+            return None
+        # CLIPEncoderLayer passes `hidden_states` and `attention_mask` by keyword; positions are accepted too.
+        args = list(args)
+        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        hidden = _insert(hidden, prompts)  # [N, 1+P+L-1, D]
+        if "hidden_states" in kwargs:
+            kwargs["hidden_states"] = hidden
+        else:
+            args[0] = hidden
+        if call.attention_mask is not None:
+            if "attention_mask" in kwargs or len(args) < 2:
+                kwargs["attention_mask"] = call.attention_mask
+            else:
+                args[1] = call.attention_mask
+        call.inserted[index] = prompts.shape[1]
+        return tuple(args), kwargs
+
+    def _after_attention(self, index: int, attention: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        call = kwargs.get(VOP_CALL_KWARG)
+        count = None if call is None else call.inserted.pop(index, None)
+        if not count:
+            return None
+        if isinstance(output, tuple):
+            return (_strip(output[0], count), *output[1:])
+        return _strip(output, count)
 
     def extra_repr(self) -> str:
         return f"tower={self.tower_name}, adapters={sorted(self.plans)}"
@@ -291,14 +331,10 @@ class VoPTextLayer(VoPLayer):
         row = self.plans[call.adapter].prompt_rows.get(index)
         if row is None:
             return None
-        hidden = args[0]  # [T, L, D]
-        prompts = self.prompts[call.adapter][row].to(hidden.dtype)  # [P, D]
-        hidden = _insert(hidden, prompts.expand(hidden.shape[0], -1, -1))  # [T, 1+P+L-1, D]
-        call.inserted[index] = prompts.shape[0]
-        if "attention_mask" in kwargs:
-            kwargs["attention_mask"] = call.attention_mask
-            return (hidden, *args[1:]), kwargs
-        return (hidden, call.attention_mask, *args[2:]), kwargs
+        hidden = args[0] if args else kwargs["hidden_states"]  # [T, L, D]
+        prompts = layer.layer_norm1(self.prompts[call.adapter][row].to(hidden.dtype))  # [P, D]
+        call.pending[index] = prompts.expand(hidden.shape[0], -1, -1)  # [T, P, D]
+        return None
 
 
 class VoPVisionLayer(VoPLayer):
@@ -414,7 +450,6 @@ class VoPVisionLayer(VoPLayer):
             )
 
     def _after_tower(self, tower: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-        output = super()._after_tower(tower, args, kwargs, output)
         call = kwargs.get(VOP_CALL_KWARG)
         if call is None or call.num_frames is None:
             return output
@@ -440,30 +475,43 @@ class VoPVisionLayer(VoPLayer):
         if call is None or call.adapter is None:
             return None
         plan = self.plans[call.adapter]
-        hidden = args[0]  # [N, L, D], N = B*F frames
+        in_kwargs = not args
+        original = kwargs["hidden_states"] if in_kwargs else args[0]  # [N, L, D], N = B*F frames
+        hidden = original
         if plan.is_inter_frame(index):
             hidden = self._frames_to_videos(call.adapter, plan, index, hidden)  # [B, F*L, D]
-            prompts = self._video_prompts(call.adapter, plan, index, hidden)
+            prompts = self._video_prompts(call.adapter, plan, index, hidden, layer.layer_norm1)
         else:
-            prompts = self._frame_level_prompts(call, plan, index, hidden)
+            prompts = self._frame_level_prompts(call, plan, index, hidden, layer.layer_norm1)
         if prompts is not None:
-            hidden = _insert(hidden, prompts)  # [N, 1+P+L-1, D]
-            call.inserted[index] = prompts.shape[1]
-        if hidden is args[0]:
+            call.pending[index] = prompts  # [N, P, D], inserted by the attention's pre-hook
+        if hidden is original:
             return None
+        if in_kwargs:
+            kwargs["hidden_states"] = hidden
+            return args, kwargs
         return (hidden, *args[1:]), kwargs
 
     def _frame_level_prompts(
-        self, call: VoPCall, plan: TowerPlan, index: int, hidden: torch.Tensor
+        self, call: VoPCall, plan: TowerPlan, index: int, hidden: torch.Tensor, layer_norm: nn.Module
     ) -> torch.Tensor | None:
-        """Prompts of a per-frame layer: shared ones, then position- or context-specific ones. `[N, P, D]`."""
+        """Normalised prompts of a per-frame layer: shared ones, then position- or context-specific ones.
+
+        `[N, P, D]`, each token passed through the layer's `layer_norm1` (and, at layer 0, CLIP's `pre_layrnorm`
+        first, as the reference feeds layer 0's prompts through it together with the patch tokens).
+        """
         row = plan.prompt_rows.get(index)
         if row is None:
             return None
         adapter = call.adapter
         count, _, width = hidden.shape
-        # The reference feeds layer 0's prompts through CLIP's `pre_layrnorm` together with the patch tokens.
-        normalize = call.prompt_norm if index == 0 and call.prompt_norm is not None else _identity
+        if index == 0 and call.prompt_norm is not None:
+            prompt_norm = call.prompt_norm
+
+            def normalize(tokens: torch.Tensor) -> torch.Tensor:
+                return layer_norm(prompt_norm(tokens))
+        else:
+            normalize = layer_norm
         pieces = []
         if plan.prompt_length:
             shared = normalize(self.prompts[adapter][row].to(hidden.dtype))  # [P_s, D]
@@ -481,11 +529,13 @@ class VoPVisionLayer(VoPLayer):
             return None
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
-    def _video_prompts(self, adapter: str, plan: TowerPlan, index: int, videos: torch.Tensor) -> torch.Tensor | None:
+    def _video_prompts(
+        self, adapter: str, plan: TowerPlan, index: int, videos: torch.Tensor, layer_norm: nn.Module
+    ) -> torch.Tensor | None:
         row = plan.video_rows.get(index)
         if row is None or not plan.video_prompt_length:
             return None
-        prompts = self.video_prompts[adapter][row].to(videos.dtype)  # [P, D]
+        prompts = layer_norm(self.video_prompts[adapter][row].to(videos.dtype))  # [P, D]
         return prompts.expand(videos.shape[0], -1, -1)  # [B, P, D]
 
     def _frames_to_videos(self, adapter: str, plan: TowerPlan, index: int, hidden: torch.Tensor) -> torch.Tensor:
@@ -512,10 +562,6 @@ def _insert(hidden: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
 def _strip(hidden: torch.Tensor, count: int) -> torch.Tensor:
     """Inverse of `_insert`: drop the `count` tokens after the first one."""
     return torch.cat([hidden[:, :1], hidden[:, 1 + count :]], dim=1)
-
-
-def _identity(tensor: torch.Tensor) -> torch.Tensor:
-    return tensor
 
 
 def _normal_parameter(shape: tuple[int, ...], std: float, device, dtype) -> nn.Parameter:

@@ -135,3 +135,32 @@ def test_inter_frame_attention_uses_the_fused_sdpa_kernel():
     assert len(fused) == 3  # every vision layer, the inter-frame one included
     assert not [n for n in names if n == "aten::_scaled_dot_product_attention_math"]
     assert not [n for n in names if n in ("aten::softmax", "aten::_softmax")]
+
+
+@pytest.mark.parametrize("variant", list(peft_vop.VARIANTS))
+def test_prompt_tokens_reach_the_attention_and_skip_the_mlp(variant):
+    """A deep prompt's own output is discarded, so only the attention sees it: the MLP runs on CLIP's tokens."""
+    model = _model(variant)
+    seen = {}
+
+    def record(name):
+        def hook(module, args):
+            seen.setdefault(name, []).append(args[0].shape[1])
+
+        return hook
+
+    clip = model.get_base_model()
+    for tower in ("vision", "text"):
+        for index, layer in enumerate(getattr(clip, f"{tower}_model").encoder.layers):
+            layer.self_attn.q_proj.register_forward_pre_hook(record((tower, "attention", index)))
+            layer.mlp.register_forward_pre_hook(record((tower, "mlp", index)))
+    input_ids, attention_mask = tiny_text_batch(batch_size=2)
+    with torch.no_grad():
+        model(input_ids=input_ids, attention_mask=attention_mask, pixel_values=_video())
+    joint = FRAMES * 17  # VoP^F's inter-frame layers see every frame's 1 + 16 tokens at once
+    for index in range(3):
+        tokens = joint if variant.startswith("vop_f") and index >= 2 else 17
+        assert seen["vision", "attention", index] == [tokens + 8], (index, seen)
+        assert seen["vision", "mlp", index] == [tokens], (index, seen)
+    for index in range(2):
+        assert seen["text", "attention", index] == [7 + 8] and seen["text", "mlp", index] == [7]
