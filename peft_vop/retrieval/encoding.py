@@ -28,9 +28,11 @@ def _model_device_and_dtype(model: torch.nn.Module) -> tuple[torch.device, torch
     return parameter.device, parameter.dtype
 
 
-@torch.no_grad()
 def embed_videos(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
     """Video embeddings of a batch of clips.
+
+    Runs in the caller's grad mode, so the same embeddings serve a training loss; `encode_videos` runs without
+    gradients.
 
     A VoP model takes the clips whole (its prompts may span frames) and returns pooled, unit-norm embeddings.
     Any other CLIP sees the frames as a batch of images; the frame embeddings are then mean-pooled
@@ -55,9 +57,8 @@ def embed_videos(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
     return mean_pool_frames(frame_embeds.view(batch, frames, -1))
 
 
-@torch.no_grad()
 def embed_texts(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Text embeddings `[T, P]` (not normalised) of tokenised captions."""
+    """Text embeddings `[T, P]` (not normalised) of tokenised captions, in the caller's grad mode."""
     return model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
 
 
@@ -82,6 +83,7 @@ class EncodedVideos:
     repaired: list[dict[str, Any]] = field(default_factory=list)
 
 
+@torch.no_grad()
 def encode_videos(model: Any, batches: Iterable[dict[str, Any]], *, progress: bool = True) -> EncodedVideos:
     """Encode the video batches of a DataLoader, keeping only the embeddings.
 
@@ -123,6 +125,7 @@ def encode_videos(model: Any, batches: Iterable[dict[str, Any]], *, progress: bo
     return EncodedVideos(torch.cat(embeddings), torch.cat(indices), skipped, repaired)
 
 
+@torch.no_grad()
 def encode_texts(
     model: Any,
     tokenizer: Any,

@@ -2,7 +2,7 @@ import weakref
 
 import pytest
 import torch
-from conftest import tiny_clip
+from conftest import tiny_clip, tiny_text_batch
 from peft import get_peft_model
 from tiny_checkpoint import tiny_image_processor, tiny_tokenizer
 from video_factory import write_video
@@ -12,6 +12,7 @@ from peft_vop.data import FramePreprocessor, VideoRecord, VideoTextCollator, Vid
 from peft_vop.pooling import mean_pool_frames
 from peft_vop.retrieval import (
     compute_retrieval_metrics,
+    embed_texts,
     embed_videos,
     encode_texts,
     encode_videos,
@@ -55,6 +56,21 @@ def test_vop_model_takes_whole_clips():
     embeddings = embed_videos(model, videos)
     torch.testing.assert_close(embeddings, model.get_image_features(pixel_values=videos).pooler_output)
     torch.testing.assert_close(embeddings.norm(dim=-1), torch.ones(2))
+
+
+def test_embeddings_follow_the_grad_mode_and_encoding_runs_without_gradients():
+    """`embed_*` serve training losses (gradients reach the prompts); `encode_*` never build a graph."""
+    model = get_peft_model(tiny_clip(), peft_vop.VoPConfig(variant="vop", num_frames=NUM_FRAMES))
+    videos = torch.randn(2, NUM_FRAMES, 3, 32, 32)
+    input_ids, attention_mask = tiny_text_batch(batch_size=2)
+    loss = embed_videos(model, videos).sum() + embed_texts(model, input_ids, attention_mask).sum()
+    loss.backward()
+    prompts = {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
+    assert prompts and all(grad is not None and grad.abs().sum() > 0 for grad in prompts.values())
+    with torch.no_grad():
+        assert not embed_videos(model, videos).requires_grad
+    encoded = encode_videos(model, [{"pixel_values": videos, "video_index": torch.arange(2)}], progress=False)
+    assert not encoded.embeddings.requires_grad
 
 
 def test_only_one_batch_of_frames_is_alive_at_a_time():
