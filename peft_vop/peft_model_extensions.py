@@ -8,6 +8,9 @@ method unchanged:
 - `save_pretrained` writes into a temporary sibling directory and then moves every file into place with
   `os.replace`, so a crash while saving never leaves a half-written file where a good adapter was; the model card
   gains a section on how to load the adapter (`import peft_vop` first).
+- `_upload_modified_files` (the last step of `push_to_hub`) puts peft's card metadata and the loading section back
+  into the model card: transformers' `push_to_hub` replaces the card `save_pretrained` wrote with the repository's
+  existing card, or a template for a new repository, before uploading.
 - `print_trainable_parameters` adds the variant and the figure the paper reports for it.
 """
 
@@ -38,9 +41,10 @@ def vop_configs(model: PeftModel) -> dict[str, Any]:
 
 
 def install() -> None:
-    """Wrap `PeftModel.save_pretrained` and `PeftModel.print_trainable_parameters` (idempotent)."""
+    """Wrap `PeftModel`'s `save_pretrained`, `_upload_modified_files` and `print_trainable_parameters` (idempotent)."""
     for name, wrapper_factory in (
         ("save_pretrained", _atomic_save_pretrained),
+        ("_upload_modified_files", _upload_with_loading_section),
         ("print_trainable_parameters", _print_trainable_parameters),
     ):
         original = getattr(PeftModel, name)
@@ -70,6 +74,18 @@ def _atomic_save_pretrained(original):
             shutil.rmtree(staging, ignore_errors=True)
 
     return save_pretrained
+
+
+def _upload_with_loading_section(original):
+    def _upload_modified_files(self: PeftModel, working_dir: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
+        if vop_configs(self):
+            # The card here is the repository's own (or transformers' template): keep it, and add what
+            # `save_pretrained` would have written (library, base model) and how to load the adapter.
+            self.create_or_update_model_card(str(working_dir))
+            _add_loading_section(self, Path(working_dir) / "README.md")
+        return original(self, working_dir, *args, **kwargs)
+
+    return _upload_modified_files
 
 
 def _move_into_place(staging: Path, target: Path) -> None:

@@ -19,14 +19,17 @@ def test_push_to_hub_uploads_the_final_adapter(tmp_path, monkeypatch):
     uploads = []
 
     class OfflineHub:
+        """The two Hub API calls of transformers' `push_to_hub`; the commit keeps a copy of what it would send."""
+
         def create_repo(self, repo_id, private=None, token=None, exist_ok=False):
             uploads.append({"repo_id": repo_id, "private": private})
             return SimpleNamespace(repo_id=repo_id)
 
-    def upload(self, working_dir, repo_id, files_timestamps, **kwargs):
-        # What peft/transformers would send: copy the staged folder before it is deleted.
-        shutil.copytree(working_dir, tmp_path / "uploaded")
-        uploads[-1]["files"] = sorted(path.name for path in Path(working_dir).iterdir())
+        def create_commit(self, repo_id, operations, **kwargs):
+            (tmp_path / "uploaded").mkdir()
+            for operation in operations:
+                shutil.copy(operation.path_or_fileobj, tmp_path / "uploaded" / operation.path_in_repo)
+            uploads[-1]["files"] = sorted(operation.path_in_repo for operation in operations)
 
     monkeypatch.setattr(transformers_hub, "hf_api", OfflineHub)
     monkeypatch.setattr(
@@ -34,7 +37,6 @@ def test_push_to_hub_uploads_the_final_adapter(tmp_path, monkeypatch):
         "create_and_tag_model_card",
         lambda repo_id, tags=None, token=None: ModelCard.from_template(ModelCardData(tags=tags or [])),
     )
-    monkeypatch.setattr(transformers_hub.PushToHubMixin, "_upload_modified_files", upload)
 
     config = base_config(
         tmp_path, num_epochs=1, push_to_hub=True, hub_model_id="someone/vop-tiny", hub_private_repo=True
@@ -55,3 +57,5 @@ def test_push_to_hub_uploads_the_final_adapter(tmp_path, monkeypatch):
     assert (tmp_path / "uploaded" / "adapter_config.json").read_text() == (
         Path(config.output_dir) / "adapter_config.json"
     ).read_text()
+    card = (tmp_path / "uploaded" / "README.md").read_text()
+    assert "library_name: peft" in card and "## VoP adapter" in card and "import peft_vop" in card

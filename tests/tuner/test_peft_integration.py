@@ -117,6 +117,56 @@ def test_base_model_name_is_recorded_in_config_and_card(tmp_path):
     assert f"base_model: {tmp_path / 'base'}" in (tmp_path / "adapter" / "README.md").read_text()
 
 
+class _RecordingHub:
+    """Stands in for the Hub API that transformers' `push_to_hub` calls; keeps what would have been uploaded."""
+
+    def __init__(self):
+        self.uploaded: dict[str, bytes] = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        return type("RepoUrl", (), {"repo_id": repo_id})()
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        for operation in operations:
+            self.uploaded[operation.path_in_repo] = Path(operation.path_or_fileobj).read_bytes()
+
+
+@pytest.mark.parametrize("existing_card", [False, True])
+def test_push_to_hub_uploads_the_adapter_with_its_loading_section(tmp_path, monkeypatch, existing_card):
+    """`push_to_hub` goes through peft/transformers' upload path; only the network calls are replaced here."""
+    import transformers.utils.hub as hub
+    from huggingface_hub import ModelCard, ModelCardData
+
+    clip = tiny_clip()
+    clip.save_pretrained(tmp_path / "base")
+    from transformers import CLIPModel
+
+    model = get_peft_model(
+        CLIPModel.from_pretrained(tmp_path / "base"), peft_vop.VoPConfig(variant="vop_f+p", intra_frame_layers=2)
+    )
+    recording = _RecordingHub()
+    monkeypatch.setattr(hub, "hf_api", lambda: recording)
+
+    def repository_card(repo_id, tags=None, token=None):
+        # What transformers gives: the repository's card, or its template for a new repository.
+        if existing_card:
+            return ModelCard("---\nlicense: apache-2.0\n---\n# My adapter\n\nTrained on my videos.\n")
+        return ModelCard.from_template(ModelCardData(tags=tags or [], library_name="transformers"))
+
+    monkeypatch.setattr(hub, "create_and_tag_model_card", repository_card)
+    model.push_to_hub("me/my-vop-adapter")
+
+    model.save_pretrained(tmp_path / "saved")
+    assert sorted(recording.uploaded) == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        assert recording.uploaded[name] == (tmp_path / "saved" / name).read_bytes()
+    card = recording.uploaded["README.md"].decode()
+    assert card.count("## VoP adapter") == 1 and "import peft_vop" in card and "`vop_f+p`" in card
+    assert "library_name: peft" in card and f"base_model: {tmp_path / 'base'}" in card
+    if existing_card:
+        assert "Trained on my videos." in card and "license: apache-2.0" in card
+
+
 def test_a_crash_while_saving_leaves_the_previous_adapter_intact(tmp_path, monkeypatch):
     good = _trained("vop", seed=1)
     good.save_pretrained(tmp_path)
