@@ -53,6 +53,7 @@ FAMILIES = {"full": "full", "lora": "lora", **dict.fromkeys(METHODS[3:], "prompt
 LEARNING_RATES = {"prompts": 1e-2, "full": 3e-5, "lora": 1e-3}
 SWEEP = {"prompts": [1e-3, 3e-3, 1e-2], "full": [1e-5, 3e-5, 1e-4], "lora": [3e-4, 1e-3, 3e-3]}
 NUM_FRAMES = 12
+RANK_METRICS = ("R@1", "R@5", "R@10", "MdR", "MnR")
 
 
 @dataclass
@@ -197,19 +198,24 @@ def run_method(
 
 
 # ---------------------------------------------------------------------------------------------------- reporting
+def _reader(*keys: str):
+    def read(summary: dict[str, Any]) -> float:
+        for key in keys:
+            summary = summary[key]
+        return summary
+
+    return read
+
+
+# Table columns: (name, how to read it from a `retrieval_summary`).
 COLUMNS = [
-    ("t2v R@1", lambda r: r["t2v"]["R@1"]),
-    ("t2v R@5", lambda r: r["t2v"]["R@5"]),
-    ("t2v R@10", lambda r: r["t2v"]["R@10"]),
-    ("t2v MdR", lambda r: r["t2v"]["MdR"]),
-    ("t2v MnR", lambda r: r["t2v"]["MnR"]),
-    ("v2t R@1", lambda r: r["v2t"]["R@1"]),
-    ("v2t R@5", lambda r: r["v2t"]["R@5"]),
-    ("v2t R@10", lambda r: r["v2t"]["R@10"]),
-    ("v2t MdR", lambda r: r["v2t"]["MdR"]),
-    ("v2t MnR", lambda r: r["v2t"]["MnR"]),
-    ("order t2v %", lambda r: r["order_pairs"]["t2v"]),
-    ("order v2t %", lambda r: r["order_pairs"]["v2t"]),
+    *(
+        (f"{direction} {metric}", _reader(direction, metric))
+        for direction in ("t2v", "v2t")
+        for metric in RANK_METRICS
+    ),
+    ("order t2v %", _reader("order_pairs", "t2v")),
+    ("order v2t %", _reader("order_pairs", "v2t")),
 ]
 
 
