@@ -51,8 +51,8 @@ class VoPConfig(PeftConfig):
     Configuration of a VoP adapter (Huang et al., "VoP: Text-Video Co-operative Prompt Tuning for Cross-Modal
     Retrieval", CVPR 2023) for a CLIP model.
 
-    VoP freezes CLIP and learns prompt tokens that are inserted before every layer of both towers and removed after
-    it. The video variants make some of the vision prompts specific to a frame's position (VoP^P) or to the video's
+    VoP freezes CLIP and learns prompt tokens for every layer of both towers, which join the layer's self-attention
+    and are removed after it (a deep prompt's own output is discarded). The video variants make some of the vision prompts specific to a frame's position (VoP^P) or to the video's
     context (VoP^C), or let the last vision layers attend across all frames of a video (VoP^F). A `variant` is a
     preset of the orthogonal options below; options can also be set on their own (leave `variant=None`), and the
     resolved variant name is stored.

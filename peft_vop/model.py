@@ -90,7 +90,7 @@ class VoPModel(BaseTuner):
         **kwargs: Any,
     ) -> None:
         # `target` is the tower's encoder and `parent` the tower: the holder is attached to the tower, nothing is
-        # replaced, and the hooks go on the tower and its encoder layers.
+        # replaced, and the hooks go on the tower, its encoder layers and their self-attention modules.
         tower = parent
         holder = getattr(tower, HOLDER_NAME, None)
         if isinstance(holder, VoPLayer):
