@@ -117,6 +117,8 @@ class TrainingConfig:
             the model step).
         logging_steps (`int`, defaults to 10):
             Log loss, learning rate and throughput every this many optimizer steps.
+        disable_tqdm (`bool`, defaults to `False`):
+            Hide the progress bar (the main process shows one otherwise); the step reports of evaluation still print.
         report_to (`list[str]`, *optional*):
             Trackers to send metrics to, by `accelerate` name (`"tensorboard"`, `"wandb"`, ... or `"all"`).
         eval_steps (`int`, *optional*):
@@ -193,6 +195,7 @@ class TrainingConfig:
     )
 
     logging_steps: int = field(default=10, metadata={"help": "Log every this many optimizer steps."})
+    disable_tqdm: bool = field(default=False, metadata={"help": "Hide the progress bar."})
     report_to: list[str] = field(
         default_factory=list, metadata={"help": "Trackers by accelerate name, e.g. tensorboard, wandb, all."}
     )
@@ -361,6 +364,7 @@ class TrainingConfig:
             "num_workers",
             "eval_frame_cache",
             "logging_steps",
+            "disable_tqdm",
             "report_to",
             "eval_steps",
             "eval_split",

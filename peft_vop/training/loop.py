@@ -181,7 +181,10 @@ def train(
     )
     result = TrainingResult(output_dir, state.global_step, best_metric=state.best_metric, best_step=state.best_step)
     progress = tqdm(
-        total=total_steps, initial=state.global_step, desc="train", disable=not accelerator.is_local_main_process
+        total=total_steps,
+        initial=state.global_step,
+        desc="train",
+        disable=config.disable_tqdm or not accelerator.is_local_main_process,
     )
     window_loss, window_batches, window_start = torch.zeros((), device=accelerator.device), 0, time.perf_counter()
     window_steps = 0

@@ -72,3 +72,11 @@ def test_loader_workers_default_to_none_for_cached_frames_on_cpus():
     assert default_workers(None, use_cpu=True, cached=False) == 2
     assert default_workers(None, use_cpu=False, cached=True) == 2
     assert default_workers(5, use_cpu=True, cached=True) == 5
+
+
+@pytest.mark.parametrize("disable_tqdm", [False, True])
+def test_the_progress_bar_can_be_hidden(tmp_path, capfd, disable_tqdm):
+    config = base_config(tmp_path, num_epochs=1, disable_tqdm=disable_tqdm)
+    train(config, train_dataset=TinyVideoCaptions(), collate_fn=collate)
+    err = capfd.readouterr().err
+    assert ("train: 100%" in err) is not disable_tqdm
