@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # One prepared run on a lent GPU machine (see docs/benchmarks.md): CUDA correctness checks of the tuner, the tuner
-# test suite on that machine's torch, and GPU timings. Wheels of the versions we test with travel in .device/.
+# test suite on that machine's torch, and GPU timings. Wheels of the versions we test with travel in .device/
+# (gitignored; the device machine has no network). Fill it for the device's Python (3.12) before the run:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .device \
+#       transformers==5.24.0 peft==0.21.2 regex safetensors tokenizers huggingface_hub
+# and run it with the `run` tool's carry=[".device"].
 set -uo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .device/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
