@@ -62,6 +62,8 @@ class VoPCall:
             attention implementation expects.
         pending (`dict[int, torch.Tensor]`): normalised prompts `[N, P, D]` of a layer, from its pre-hook to its
             attention's pre-hook.
+        replayed (`set[int]`): layers that gradient checkpointing may run again without their pre-hook; their
+            pending prompts are kept for the replay instead of being dropped once inserted.
         inserted (`dict[int, int]`): prompt tokens inserted into each layer's attention, for the hook that strips
             them.
     """
@@ -71,6 +73,7 @@ class VoPCall:
     prompt_norm: nn.Module | None = None
     attention_mask: Any = None
     pending: dict[int, torch.Tensor] = field(default_factory=dict)
+    replayed: set[int] = field(default_factory=set)
     inserted: dict[int, int] = field(default_factory=dict)
 
 
@@ -243,8 +246,11 @@ class VoPLayer(nn.Module, BaseTunerLayer):
         self, index: int, attention: nn.Module, args: tuple, kwargs: dict
     ) -> tuple[tuple, dict] | None:
         call = kwargs.get(VOP_CALL_KWARG)
-        # Read, not popped: gradient checkpointing may replay the layer's forward without its pre-hook.
-        prompts = None if call is None else call.pending.get(index)
+        if call is None:
+            return None
+        # Kept where gradient checkpointing may replay the layer's forward without its pre-hook; dropped otherwise,
+        # so that a call holds at most one layer's frame-specific prompts.
+        prompts = call.pending.get(index) if index in call.replayed else call.pending.pop(index, None)
         if prompts is None:
             return None
         # CLIPEncoderLayer passes `hidden_states` and `attention_mask` by keyword; positions are accepted too.
@@ -262,6 +268,13 @@ class VoPLayer(nn.Module, BaseTunerLayer):
                 args[1] = call.attention_mask
         call.inserted[index] = prompts.shape[1]
         return tuple(args), kwargs
+
+    @staticmethod
+    def _hand_over(call: VoPCall, index: int, layer: nn.Module, prompts: torch.Tensor) -> None:
+        """Leave a layer's normalised prompts `[N, P, D]` for its attention's pre-hook."""
+        call.pending[index] = prompts
+        if getattr(layer, "gradient_checkpointing", False) and layer.training and torch.is_grad_enabled():
+            call.replayed.add(index)
 
     def _after_attention(self, index: int, attention: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
         call = kwargs.get(VOP_CALL_KWARG)
@@ -333,7 +346,7 @@ class VoPTextLayer(VoPLayer):
             return None
         hidden = args[0] if args else kwargs["hidden_states"]  # [T, L, D]
         prompts = layer.layer_norm1(self.prompts[call.adapter][row].to(hidden.dtype))  # [P, D]
-        call.pending[index] = prompts.expand(hidden.shape[0], -1, -1)  # [T, P, D]
+        self._hand_over(call, index, layer, prompts.expand(hidden.shape[0], -1, -1))  # [T, P, D]
         return None
 
 
@@ -484,7 +497,7 @@ class VoPVisionLayer(VoPLayer):
         else:
             prompts = self._frame_level_prompts(call, plan, index, hidden, layer.layer_norm1)
         if prompts is not None:
-            call.pending[index] = prompts  # [N, P, D], inserted by the attention's pre-hook
+            self._hand_over(call, index, layer, prompts)  # [N, P, D], inserted by the attention's pre-hook
         if hidden is original:
             return None
         if in_kwargs:

@@ -55,6 +55,22 @@ def test_gradient_checkpointing_matches_eager(variant):
         torch.testing.assert_close(checkpointed_grads[name], grad, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_a_call_keeps_prompts_only_for_checkpointed_layers(checkpointing):
+    """Inserted prompts are dropped from the call unless gradient checkpointing may replay the layer."""
+    model = _model("vop_p").train()
+    if checkpointing:
+        model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    calls = []
+    vision = model.get_base_model().vision_model
+    vision.register_forward_hook(lambda module, args, kwargs, out: calls.append(kwargs["vop_call"]), with_kwargs=True)
+    _loss_and_grads(model)
+    (call,) = calls
+    layers = len(vision.encoder.layers)
+    assert sorted(call.pending) == (list(range(layers)) if checkpointing else [])
+    assert call.replayed == (set(range(layers)) if checkpointing else set())
+
+
 def test_reentrant_gradient_checkpointing_reaches_the_prompts():
     model = _model("vop_f+p").train()
     _, grads = _loss_and_grads(model)
