@@ -28,6 +28,7 @@ import sys
 import textwrap
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -149,6 +150,22 @@ def offline_environment() -> dict[str, str]:
         PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     )
     return env
+
+
+def run_offline(runner: str, payload: Any, cwd: Path) -> Any:
+    """Run `runner` (Python source) in a fresh offline interpreter with `payload` as JSON on stdin; its last stdout
+    line, parsed as JSON, is the result."""
+    result = subprocess.run(
+        [sys.executable, "-c", runner],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=offline_environment(),
+        timeout=PAGE_TIMEOUT_S,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -381,17 +398,7 @@ def test_documented_scripts_accept_their_arguments(tmp_path: Path):
     ]
     if not calls:
         pytest.skip("no script is called on the site")
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT_RUNNER],
-        input=json.dumps(calls),
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=offline_environment(),
-        timeout=PAGE_TIMEOUT_S,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    failures = json.loads(result.stdout.strip().splitlines()[-1])
+    failures = run_offline(SCRIPT_RUNNER, calls, tmp_path)
     assert not failures, "\n".join(failures)
 
 
@@ -520,17 +527,7 @@ def api_identifiers() -> list[str]:
 def test_docstring_examples_run(tmp_path: Path):
     identifiers = api_identifiers()
     assert "peft_vop.VoPConfig" in identifiers
-    result = subprocess.run(
-        [sys.executable, "-c", DOCSTRING_RUNNER],
-        input=json.dumps(identifiers),
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=offline_environment(),
-        timeout=PAGE_TIMEOUT_S,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_offline(DOCSTRING_RUNNER, identifiers, tmp_path)
     assert report["count"] >= 5, "the API reference renders fewer docstring examples than expected"
     failures = report["failures"]
     for name in sorted(set(KNOWN_DOCSTRING_FAILURES) - set(failures)):
