@@ -203,7 +203,6 @@ class VoPLayer(nn.Module, BaseTunerLayer):
     # ------------------------------------------------------------------ hooks
     def _register_hooks(self, tower: nn.Module) -> None:
         tower.register_forward_pre_hook(self._before_tower, with_kwargs=True)
-        tower.register_forward_hook(self._after_tower, with_kwargs=True)
         for index, layer in enumerate(tower.encoder.layers):
             layer.register_forward_pre_hook(functools.partial(self._before_layer, index), with_kwargs=True)
             # The forward hooks run before hooks registered earlier (e.g. transformers' output recorders), so those
@@ -222,9 +221,6 @@ class VoPLayer(nn.Module, BaseTunerLayer):
 
     def _before_tower(self, tower: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         raise NotImplementedError
-
-    def _after_tower(self, tower: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-        return None
 
     def _before_layer(self, index: int, layer: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         raise NotImplementedError
@@ -373,6 +369,7 @@ class VoPVisionLayer(VoPLayer):
         self, tower: nn.Module, adapter_name: str, config: VoPConfig, projection: nn.Module | None = None
     ) -> None:
         super().__init__(tower, adapter_name, config)
+        tower.register_forward_hook(self._after_tower, with_kwargs=True)  # per-frame outputs back to [B, F, ...]
         if projection is not None:
             projection.register_forward_hook(self._pool_frames)
 
