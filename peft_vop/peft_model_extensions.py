@@ -5,9 +5,10 @@ the task type, and task types are a closed set), so VoP cannot hand users a subc
 wraps two `PeftModel` methods; each wrapper checks whether the model holds a VoP adapter and otherwise calls peft's
 method unchanged:
 
-- `save_pretrained` writes into a temporary sibling directory and then moves every file into place with
-  `os.replace`, so a crash while saving never leaves a half-written file where a good adapter was; the model card
-  gains a section on how to load the adapter (`import peft_vop` first).
+- `save_pretrained` writes the whole adapter into a hidden staging directory and swaps it with the target directory
+  in one step (`peft_vop._atomic.replacing_directory`), so a kill at any instant leaves the complete old or the
+  complete new adapter, never new weights beside an old config; the model card gains a section on how to load the
+  adapter (`import peft_vop` first).
 - `_upload_modified_files` (the last step of `push_to_hub`) puts peft's card metadata and the loading section back
   into the model card: transformers' `push_to_hub` replaces the card `save_pretrained` wrote with the repository's
   existing card, or a template for a new repository, before uploading.
@@ -19,19 +20,21 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import ModelCard
 from peft import PeftModel
 
+from ._atomic import replacing_directory
 from ._registration import VOP_PEFT_TYPE
 from .config import PAPER_TRAINABLE_PARAMETERS
 
 
 CARD_MARKER = "<!-- peft-vop loading section -->"
 _INSTALLED_FLAG = "_peft_vop_extension"
+# What a save replaces even when it does not write it (weights saved before in the other format).
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 
 
 def vop_configs(model: PeftModel) -> dict[str, Any]:
@@ -62,16 +65,11 @@ def _atomic_save_pretrained(original):
         if os.path.isfile(save_directory):
             raise ValueError(f"`save_directory` must be a directory; {str(save_directory)!r} is a file.")
         target = Path(save_directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
-        try:
+        with replacing_directory(target, replaced=ADAPTER_FILES) as staging:
             if (target / "README.md").is_file():
                 shutil.copy2(target / "README.md", staging / "README.md")  # peft updates an existing card
             original(self, str(staging), *args, **kwargs)
             _add_loading_section(self, staging / "README.md")
-            _move_into_place(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
     return save_pretrained
 
@@ -86,19 +84,6 @@ def _upload_with_loading_section(original):
         return original(self, working_dir, *args, **kwargs)
 
     return _upload_modified_files
-
-
-def _move_into_place(staging: Path, target: Path) -> None:
-    files = sorted(path for path in staging.rglob("*") if path.is_file())
-    # Weights before configs before the card: a crash between two moves leaves complete files only, and a config
-    # never describes weights that are not there yet.
-    files.sort(key=lambda path: (path.suffix not in {".safetensors", ".bin"}, path.name == "README.md"))
-    for path in files:
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
-        destination = target / path.relative_to(staging)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, destination)
 
 
 def _add_loading_section(model: PeftModel, card_path: Path) -> None:

@@ -108,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     from peft_vop.training import ConfigurationError, train
+    from peft_vop.training.checkpointing import TrainingInterrupted
 
     try:
         result = train(config)
@@ -115,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         # Found at start, before any model is loaded: missing data, frame counts, a busy output_dir, ...
         print(f"vop train: error: {error}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as error:  # SIGINT / SIGTERM: `train` has said how to resume
+        return error.exit_code
     from accelerate import PartialState
 
     if PartialState().is_main_process:

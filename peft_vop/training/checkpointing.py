@@ -11,22 +11,33 @@ output_dir/
 ├── checkpoints/step-00000500/    resumable state: accelerate's `save_state` + adapter/ + trainer_state.json
 └── logs/                         tracker output (TensorBoard event files, ...)
 ```
+
+Every write here goes through `peft_vop._atomic`: a checkpoint is built in a hidden `.step-N.saving-run` directory
+and swapped into place whole, an old one is renamed away before it is deleted, and the adapters are swapped in as
+whole directories. A kill at any instant therefore leaves only complete checkpoints, and the newest complete one
+survives (docs/reliability.md lists the guarantees). SIGINT and SIGTERM stop a run through [`stops_on_signals`].
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
 import shutil
+import signal
+import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 
+from .._atomic import clean_up, fsync_tree, remove_directory, replace_directory, replacing_directory, write_json
 from .config import RESUME_LATEST, TrainingConfig
 
 
@@ -38,7 +49,8 @@ LOGS_DIR = "logs"
 ADAPTER_DIR = "adapter"
 EVAL_RESULTS_NAME = "eval_results.json"
 _CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)$")
-_TEMP_PREFIX = ".tmp-"
+# Temporaries of peft-vop < 0.2 (renamed checkpoints): `.tmp-step-N` (being written), `.tmp-old-step-N` (replaced).
+_LEGACY_PREFIX, _LEGACY_OLD_PREFIX = ".tmp-", ".tmp-old-"
 
 
 @dataclass
@@ -62,7 +74,7 @@ class TrainerState:
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write the state as `trainer_state.json` into `directory`."""
-        Path(directory, STATE_NAME).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        write_json(Path(directory, STATE_NAME), dataclasses.asdict(self))
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> TrainerState:
@@ -96,9 +108,23 @@ def check_output_dir(config: TrainingConfig) -> Path | None:
                 f"`resume_from_checkpoint` {resume!r} is not a checkpoint (no {STATE_NAME}); pass 'latest' or a "
                 f"directory like {str(output_dir / CHECKPOINTS_DIR / 'step-00000500')!r}."
             )
+    check_writable(output_dir)
+    processes = PartialState()
+    if processes.is_main_process:
+        for line in _recover_checkpoints(output_dir / CHECKPOINTS_DIR):
+            processes.print(f"{output_dir / CHECKPOINTS_DIR}: {line}")
+    processes.wait_for_everyone()
     contents = sorted(path.name for path in output_dir.iterdir()) if output_dir.is_dir() else []
     if not contents or config.overwrite_output_dir:
+        existing = _checkpoints(output_dir / CHECKPOINTS_DIR)
+        if existing and config.overwrite_output_dir:
+            processes.print(
+                f"`overwrite_output_dir` is set: the {len(existing)} checkpoint(s) of the earlier run in "
+                f"{output_dir} (newest {existing[-1].name}) are deleted and training starts from step 0."
+            )
         if resume == RESUME_LATEST or resume is None:
+            if resume == RESUME_LATEST and not config.overwrite_output_dir:
+                processes.print(f"No checkpoint in {output_dir} yet: starting from step 0.")
             return None
         return Path(resume)
 
@@ -124,9 +150,46 @@ def check_output_dir(config: TrainingConfig) -> Path | None:
             "run's own config, or start a new run in another directory."
         )
     if resume == RESUME_LATEST:
-        return latest_checkpoint(output_dir)
+        latest = latest_checkpoint(output_dir)
+        if latest is None:
+            processes.print(f"Starting from step 0: {_why_no_checkpoint(output_dir / CHECKPOINTS_DIR)}")
+        return latest
     return Path(resume)
 
+
+def check_writable(directory: str | os.PathLike) -> None:
+    """
+    Raise `ValueError` unless `directory` (created later if absent) and its parent accept new files, by creating and
+    removing a probe in each: an adapter is swapped into place through its parent directory.
+
+    Args:
+        directory (`str` or `os.PathLike`): an output directory.
+    """
+    directory = Path(directory).absolute()
+    existing = next(path for path in (directory, *directory.parents) if path.exists())
+    probes = [existing] if existing != directory else [directory, directory.parent]
+    for place in probes:
+        if not place.is_dir():
+            raise ValueError(f"Cannot write to {str(directory)!r}: {str(place)!r} is not a directory.")
+        probe = place / f".vop-write-probe-{os.getpid()}"
+        try:
+            probe.mkdir()
+            probe.rmdir()
+        except OSError as error:
+            raise ValueError(
+                f"Cannot write to {str(directory)!r}: {str(place)!r} does not accept new files ({error.strerror}); "
+                "choose a writable output directory."
+            ) from error
+
+
+def _why_no_checkpoint(checkpoints_dir: Path) -> str:
+    if not checkpoints_dir.is_dir() or not any(checkpoints_dir.iterdir()):
+        return f"there is no checkpoint in {checkpoints_dir} yet."
+    incomplete = sorted(path.name for path in checkpoints_dir.iterdir() if not (path / STATE_NAME).is_file())
+    return (
+        f"{checkpoints_dir} holds no complete checkpoint (no {STATE_NAME} in {incomplete[:5]}, left by a run that "
+        "was killed while writing or deleting them)."
+    )
 
 def reset_output_dir(output_dir: str | os.PathLike) -> None:
     """Delete the checkpoints, best adapter and config of an earlier run in `output_dir` (for `overwrite_output_dir`)."""
@@ -140,8 +203,8 @@ def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
     """
     The complete checkpoint of `output_dir` with the highest step, or `None`.
 
-    Checkpoints are written under a temporary name and renamed when complete, so a run killed while saving leaves
-    a `.tmp-*` directory that is never picked.
+    Checkpoints are written under a hidden temporary name and renamed when complete, so a run killed while saving
+    leaves a `.step-N.saving-*` directory that is never picked.
     """
     checkpoints = _checkpoints(Path(output_dir) / CHECKPOINTS_DIR)
     return checkpoints[-1] if checkpoints else None
@@ -210,28 +273,28 @@ def save_checkpoint(
     """
     checkpoints_dir = Path(output_dir) / CHECKPOINTS_DIR
     name = f"step-{state.global_step:08d}"
-    final, temporary = checkpoints_dir / name, checkpoints_dir / f"{_TEMP_PREFIX}{name}"
+    # One name on every process (a process id would differ); a leftover is removed at the next start.
+    final, staging = checkpoints_dir / name, checkpoints_dir / f".{name}.saving-run"
     if accelerator.is_main_process:
-        shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir(parents=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(temporary))
-    if accelerator.is_main_process:
-        state.save(temporary)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        _sync_tree(temporary)
-        if final.exists():  # re-saving a step after resuming from an earlier checkpoint
-            stale = checkpoints_dir / f"{_TEMP_PREFIX}old-{name}"
-            os.replace(final, stale)
-            os.replace(temporary, final)
-            shutil.rmtree(stale)
-        else:
-            os.replace(temporary, final)
-        _fsync_directory(checkpoints_dir)
-        if keep is not None:
-            for old in _checkpoints(checkpoints_dir)[:-keep]:
-                shutil.rmtree(old)
+    try:
+        accelerator.save_state(str(staging))
+        if accelerator.is_main_process:
+            state.save(staging)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            fsync_tree(staging)
+            # Re-saving a step after resuming from an earlier checkpoint swaps the two in one step, so one complete
+            # `step-N` exists at every instant.
+            replace_directory(staging, final)
+            if keep is not None:
+                for old in _checkpoints(checkpoints_dir)[:-keep]:
+                    remove_directory(old)  # renamed away first: never a half-deleted `step-N`
+    finally:
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
 
@@ -248,12 +311,90 @@ def load_checkpoint(accelerator: Accelerator, checkpoint: str | os.PathLike) -> 
 
 
 def remove_stale_temporaries(output_dir: str | os.PathLike) -> None:
-    """Delete half-written checkpoints that a killed run left behind."""
-    checkpoints_dir = Path(output_dir) / CHECKPOINTS_DIR
+    """Delete the half-written checkpoints and adapters that a killed run left behind (main process only)."""
+    output_dir = Path(output_dir)
+    _recover_checkpoints(output_dir / CHECKPOINTS_DIR, all_owners=True)
+    clean_up(output_dir.parent, only=output_dir.name)
+    clean_up(output_dir, only=BEST_DIR)
+
+
+def _recover_checkpoints(checkpoints_dir: Path, all_owners: bool = False) -> list[str]:
+    """Put back checkpoints that an interrupted swap left aside, and remove temporaries; returns what was done."""
+    done = clean_up(checkpoints_dir, all_owners=all_owners)
     if checkpoints_dir.is_dir():
-        for path in checkpoints_dir.iterdir():
-            if path.name.startswith(_TEMP_PREFIX):
+        for path in sorted(checkpoints_dir.iterdir()):
+            if path.name.startswith(_LEGACY_OLD_PREFIX) and (path / STATE_NAME).is_file():
+                final = checkpoints_dir / path.name.removeprefix(_LEGACY_OLD_PREFIX)
+                if not final.exists():
+                    os.rename(path, final)
+                    done.append(f"restored {final.name} from an interrupted save")
+                    continue
+            if path.name.startswith(_LEGACY_PREFIX):
                 shutil.rmtree(path, ignore_errors=True)
+                done.append(f"removed {path.name}")
+    return done
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """
+    A run stopped by SIGINT (Ctrl-C) or SIGTERM; only complete checkpoints are left.
+
+    Args:
+        signal_number (`int`): the signal.
+        exit_code (`int`): the conventional exit status, 128 + the signal number (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+        self.exit_code = 128 + signal_number
+
+
+def stops_on_signals(train: Callable) -> Callable:
+    """
+    Make `train(config, ...)` stop cleanly on SIGINT or SIGTERM: the write in progress is abandoned (its staging
+    directory removed, the previous complete checkpoint or adapter left in place), further signals are ignored
+    while that cleanup runs, a line says how to resume, and [`TrainingInterrupted`] (a `KeyboardInterrupt`) is
+    raised with the exit status `vop train` returns (130 or 143).
+    """
+
+    @functools.wraps(train)
+    def wrapper(config: TrainingConfig, *args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+            return train(config, *args, **kwargs)
+        received: list[int] = []
+
+        def stop(signal_number: int, frame) -> None:
+            if received:  # the first signal is being handled: let its cleanup finish
+                return
+            received.append(signal_number)
+            raise TrainingInterrupted(signal_number)
+
+        previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return train(config, *args, **kwargs)
+        except KeyboardInterrupt as error:
+            received.append(signal.SIGINT)  # from here on, signals are ignored until the handlers are restored
+            interrupted = error if isinstance(error, TrainingInterrupted) else TrainingInterrupted(signal.SIGINT)
+            PartialState().print(_resume_hint(config, interrupted), file=sys.stderr, flush=True)
+            raise interrupted from None
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    return wrapper
+
+
+def _resume_hint(config: TrainingConfig, interrupted: TrainingInterrupted) -> str:
+    latest = latest_checkpoint(config.output_dir)
+    name = signal.Signals(interrupted.signal_number).name
+    if latest is None:
+        return f"Training stopped by {name}; no checkpoint was written yet, so a new run starts from step 0."
+    step = TrainerState.load(latest).global_step
+    return (
+        f"Training stopped by {name}. The newest complete checkpoint is {latest} (step {step}); continue the run "
+        "with the same command and `--resume-from-checkpoint latest`."
+    )
 
 
 def export_adapter(
@@ -264,7 +405,7 @@ def export_adapter(
 ) -> None:
     """
     Save the adapter of a prepared [`VideoTextEncoder`] with peft's `save_pretrained` (which peft-vop makes atomic
-    per file). Call on every process: FSDP and DeepSpeed gather the sharded weights collectively.
+    as a whole). Call on every process: FSDP and DeepSpeed gather the sharded weights collectively.
 
     Args:
         accelerator (`accelerate.Accelerator`): the run's accelerator.
@@ -274,27 +415,10 @@ def export_adapter(
     """
     state_dict = accelerator.get_state_dict(encoder)  # collective under FSDP / DeepSpeed ZeRO-3
     if accelerator.is_main_process:
-        directory = Path(directory)
         peft_state_dict = {key.removeprefix("model."): value for key, value in state_dict.items()}
-        accelerator.unwrap_model(encoder).model.save_pretrained(directory, state_dict=peft_state_dict)
-        if metadata is not None:
-            temporary = directory / f"{_TEMP_PREFIX}{EVAL_RESULTS_NAME}"
-            temporary.write_text(json.dumps(metadata, indent=2) + "\n")
-            os.replace(temporary, directory / EVAL_RESULTS_NAME)
+        # Adapter and metrics are swapped in together: `eval_results.json` always describes the weights beside it.
+        with replacing_directory(directory) as staging:
+            accelerator.unwrap_model(encoder).model.save_pretrained(staging, state_dict=peft_state_dict)
+            if metadata is not None:
+                write_json(staging / EVAL_RESULTS_NAME, metadata)
     accelerator.wait_for_everyone()
-
-
-def _sync_tree(directory: Path) -> None:
-    # The rename only makes a checkpoint visible once complete; fsync makes "complete" survive a power cut too.
-    for path in directory.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -33,6 +33,7 @@ from .checkpointing import (
     remove_stale_temporaries,
     reset_output_dir,
     save_checkpoint,
+    stops_on_signals,
 )
 from .config import ConfigurationError, TrainingConfig
 from .contrastive import VideoTextEncoder, contrastive_step
@@ -63,6 +64,7 @@ class TrainingResult:
     eval_history: list[dict[str, Any]] = field(default_factory=list)
 
 
+@stops_on_signals
 def train(
     config: TrainingConfig,
     *,
@@ -88,6 +90,9 @@ def train(
 
     Returns:
         [`TrainingResult`]: where the adapter is and how training went.
+
+    Raises:
+        [`TrainingInterrupted`]: SIGINT or SIGTERM stopped the run; only complete checkpoints are left.
     """
     # Everything that can be checked without loading a model or decoding a frame is checked first.
     # Without a GPU (or other accelerator), accelerate only goes multi-process (gloo) when told to use the CPU.
@@ -118,6 +123,8 @@ def train(
         # process's negatives) are the same on 1 or N processes.
         dataloader_config=DataLoaderConfiguration(split_batches=True),
     )
+    if accelerator.mixed_precision == "fp16" and not accelerator.native_amp:
+        accelerator.print("mixed_precision fp16 has no effect on a CPU: training runs in fp32.")
     if accelerator.is_main_process:
         if config.overwrite_output_dir:
             reset_output_dir(output_dir)
