@@ -191,6 +191,7 @@ def _why_no_checkpoint(checkpoints_dir: Path) -> str:
         "was killed while writing or deleting them)."
     )
 
+
 def reset_output_dir(output_dir: str | os.PathLike) -> None:
     """Delete the checkpoints, best adapter and config of an earlier run in `output_dir` (for `overwrite_output_dir`)."""
     output_dir = Path(output_dir)
