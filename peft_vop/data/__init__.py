@@ -10,7 +10,7 @@ from .benchmarks import (
     read_msrvtt,
     read_msvd,
 )
-from .cache import CacheBuildReport, CachedFrames, FrameCache, build_frame_cache
+from .cache import CacheBuildReport, CachedFrames, FrameCache, FrameCacheError, build_frame_cache
 from .dataset import ERROR_POLICIES, VideoTextCollator, VideoTextDataset
 from .decoding import DecodedVideo, VideoDecodeError, VideoReader, read_video
 from .preprocessing import FramePreprocessor
@@ -27,6 +27,7 @@ __all__ = [
     "CachedFrames",
     "DecodedVideo",
     "FrameCache",
+    "FrameCacheError",
     "FramePreprocessor",
     "HFVideoRecords",
     "VideoDecodeError",

@@ -2,8 +2,10 @@
 
 Layout of a cache directory::
 
-    manifest.json                 settings + one entry per video (shard, key, source fingerprint, frame indices)
+    manifest.json                 settings + one entry per video (shard, key, source fingerprint, frame indices,
+                                  blake2b checksum of the frames)
     frames-<random>.safetensors   uint8 [F, 3, H, W] tensors, one per video, several videos per shard
+    .lock                         held by the build in progress
 
 Frames are stored after the processor's resize and before any crop, so one cache serves evaluation (center crop)
 and training (random resized crop) alike. The manifest records the settings that decide which frames an entry
@@ -11,16 +13,23 @@ holds (number of frames, sampling mode, seed, resize); a dataset with other sett
 `ValueError` that lists the differences. Each entry also records the size and modification time of its source file
 (a hash for in-memory bytes): an entry whose source changed is not used, and `build_frame_cache` decodes it again.
 
-Writes are atomic: a shard or the manifest is written to a temporary file in the same directory and renamed into
-place, so an interrupted build leaves the previous manifest (and every shard it names) intact.
+Writes are atomic (`peft_vop._atomic`): a shard or the manifest is written to a temporary file in the same directory
+and renamed into place, so an interrupted build leaves the previous manifest (and every shard it names) intact.
+Builds of one directory take turns (a file lock on `.lock`: a second `vop prepare` waits, then reuses what the first
+stored), and a build re-decodes the entries whose shard is missing. Every read checks the frames against their
+checksum; a corrupt or unreadable entry raises `FrameCacheError`, which the dataset handles by its `on_error`
+policy.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +37,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .._atomic import clean_up, write_file, write_json
 from .decoding import VideoDecodeError
 from .records import VideoRecord, check_unique_ids
 
@@ -38,7 +48,26 @@ if TYPE_CHECKING:
 
 MANIFEST_NAME = "manifest.json"
 CACHE_FORMAT = "peft-vop-frame-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: a checksum per video
+LOCK_NAME = ".lock"
+
+
+class FrameCacheError(VideoDecodeError):
+    """The cached frames of a video cannot be used: their shard is missing, unreadable, or fails its checksum.
+
+    A `VideoDecodeError`, so the dataset's `on_error` policy applies (`"repair"` decodes the video again).
+
+    Args:
+        path (`str`):
+            The video.
+        reason (`str`):
+            What is wrong, naming the shard.
+    """
+
+
+def frames_checksum(frames: torch.Tensor) -> str:
+    """The blake2b checksum (hex, 128 bits) of a frame tensor's bytes, stored per video in the manifest."""
+    return hashlib.blake2b(frames.contiguous().numpy().tobytes(), digest_size=16).hexdigest()
 
 
 @dataclass
@@ -60,25 +89,24 @@ class CachedFrames:
     repeated: list[int]
 
 
-def _write_atomically(path: str, write: Callable[[str], None]) -> None:
-    """Write through `write(temporary_path)`, then rename over `path` (same directory, so the rename is atomic)."""
-    temporary = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def _build_lock(directory: str) -> Iterator[None]:
+    """Hold an exclusive lock on the cache directory; a second builder waits for it."""
     try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
-def _write_json(path: str, content: dict[str, Any]) -> None:
-    def write(temporary: str) -> None:
-        with open(temporary, "w", encoding="utf-8") as file:
-            json.dump(content, file)
-            file.flush()
-            os.fsync(file.fileno())
-
-    _write_atomically(path, write)
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(os.path.join(directory, LOCK_NAME), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"Waiting for another build of the frame cache {directory} to finish...", file=sys.stderr)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class FrameCache:
@@ -96,12 +124,22 @@ class FrameCache:
             raise FileNotFoundError(
                 f"No frame cache at {self.directory} (no {MANIFEST_NAME}); build one with `vop prepare`."
             )
-        with open(manifest_path, encoding="utf-8") as file:
-            manifest = json.load(file)
-        if manifest.get("format") != CACHE_FORMAT or manifest.get("version") != CACHE_VERSION:
+        try:
+            with open(manifest_path, encoding="utf-8") as file:
+                manifest = json.load(file)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ValueError(
-                f"{manifest_path} is not a version-{CACHE_VERSION} {CACHE_FORMAT} manifest; rebuild the cache."
+                f"{manifest_path} is truncated or corrupt ({error}); rebuild the cache with `vop prepare --overwrite`."
+            ) from error
+        if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT:
+            raise ValueError(f"{manifest_path} is not a {CACHE_FORMAT} manifest; rebuild the cache.")
+        if manifest.get("version") != CACHE_VERSION:
+            raise ValueError(
+                f"{manifest_path} is a version-{manifest.get('version')} {CACHE_FORMAT} manifest (this peft-vop "
+                f"reads version {CACHE_VERSION}, with checksums); rebuild the cache with `vop prepare --overwrite`."
             )
+        if not isinstance(manifest.get("settings"), dict) or not isinstance(manifest.get("videos"), dict):
+            raise ValueError(f"{manifest_path} lacks its `settings` or `videos`; rebuild the cache.")
         self.settings: dict[str, Any] = manifest["settings"]
         self.entries: dict[str, dict[str, Any]] = manifest["videos"]
         self._shards: dict[str, Any] = {}
@@ -131,15 +169,32 @@ class FrameCache:
         return entry is not None and entry["fingerprint"] == record.fingerprint()
 
     def load(self, record: VideoRecord) -> CachedFrames | None:
-        """The cached frames of `record`, or `None` if it is absent or its source file changed since."""
+        """The cached frames of `record`, or `None` if it is absent or its source file changed since.
+
+        Raises:
+            `FrameCacheError`: the entry's shard is missing or unreadable, or the frames fail their checksum.
+        """
         if not self.is_current(record):
             return None
         entry = self.entries[record.id]
-        shard = self._shards.get(entry["shard"])
-        if shard is None:
-            shard = safe_open(os.path.join(self.directory, entry["shard"]), framework="pt")
-            self._shards[entry["shard"]] = shard
-        return CachedFrames(shard.get_tensor(entry["key"]), entry["frame_indices"], entry["repeated"])
+        shard_path = os.path.join(self.directory, entry["shard"])
+        try:
+            shard = self._shards.get(entry["shard"])
+            if shard is None:
+                shard = safe_open(shard_path, framework="pt")
+                self._shards[entry["shard"]] = shard
+            frames = shard.get_tensor(entry["key"])
+        except Exception as error:  # safetensors reports missing, truncated and corrupt files alike
+            raise FrameCacheError(
+                record.name, f"cannot read its frames from the frame cache shard {shard_path} ({error})"
+            ) from error
+        if frames_checksum(frames) != entry["blake2b"]:
+            raise FrameCacheError(
+                record.name,
+                f"its frames in the frame cache shard {shard_path} are corrupt (checksum mismatch); "
+                "rebuild the cache with `vop prepare --overwrite`",
+            )
+        return CachedFrames(frames, entry["frame_indices"], entry["repeated"])
 
 
 @dataclass
@@ -155,12 +210,15 @@ class CacheBuildReport:
             `(name, reason)` of the videos that could not be decoded (not stored).
         repaired (`list[tuple[str, int]]`):
             `(name, repeated frames)` of the stored videos with unreadable frames (`on_error="repair"`).
+        missing_shards (`int`):
+            Entries found in the manifest whose shard file was missing (decoded again if in `dataset`).
     """
 
     stored: int = 0
     reused: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     repaired: list[tuple[str, int]] = field(default_factory=list)
+    missing_shards: int = 0
 
 
 class _DecodeJobs(torch.utils.data.Dataset):
@@ -225,33 +283,54 @@ def build_frame_cache(
     Returns:
         `CacheBuildReport`.
     """
-    from tqdm.auto import tqdm
-
     directory = os.fspath(directory)
     os.makedirs(directory, exist_ok=True)
+    check_unique_ids(dataset.records)
+    with _build_lock(directory):
+        # Under the lock, the manifest read here includes everything an earlier concurrent build stored.
+        clean_up(directory)
+        return _build(dataset, directory, num_workers, shard_size_mb, overwrite, progress)
+
+
+def _build(
+    dataset: VideoTextDataset, directory: str, num_workers: int, shard_size_mb: float, overwrite: bool, progress: bool
+) -> CacheBuildReport:
+    from tqdm.auto import tqdm
+
     records = dataset.records
-    check_unique_ids(records)
     settings = dataset.cache_settings()
     entries: dict[str, dict[str, Any]] = {}
     if os.path.isfile(os.path.join(directory, MANIFEST_NAME)):
-        existing = FrameCache(directory)
-        if existing.settings == settings:
+        try:
+            existing = FrameCache(directory)
+        except ValueError:
+            if not overwrite:
+                raise
+            existing = None  # an unreadable or older manifest: `overwrite` starts afresh
+        if existing is not None and existing.settings == settings:
             entries = dict(existing.entries)
-        elif not overwrite:
+        elif existing is not None and not overwrite:
             existing.check_settings(settings)  # raises, listing the differences
     report = CacheBuildReport()
     todo = []
+    shards_present = {name for name in os.listdir(directory) if name.endswith(".safetensors")}
     for video_index, record in enumerate(records):
         entry = entries.get(record.id)
-        if entry is not None and entry["fingerprint"] == record.fingerprint():
+        # An entry whose shard is gone (deleted by hand, or by a build of peft-vop < 0.2 running concurrently)
+        # is decoded again.
+        if entry is not None and entry["fingerprint"] == record.fingerprint() and entry["shard"] in shards_present:
             report.reused += 1
         else:
             todo.append(video_index)
+    missing = [video_id for video_id, entry in entries.items() if entry["shard"] not in shards_present]
+    for video_id in missing:  # also entries of videos outside `dataset`: they cannot be served any more
+        del entries[video_id]
 
     def save_manifest() -> None:
-        _write_json(
+        write_json(
             os.path.join(directory, MANIFEST_NAME),
             {"format": CACHE_FORMAT, "version": CACHE_VERSION, "settings": settings, "videos": entries},
+            indent=None,
         )
 
     shard_limit = shard_size_mb * 1024 * 1024
@@ -265,7 +344,7 @@ def build_frame_cache(
             return
         shard = f"frames-{uuid.uuid4().hex[:12]}.safetensors"
         tensors = pending
-        _write_atomically(os.path.join(directory, shard), lambda path: save_file(tensors, path))
+        write_file(os.path.join(directory, shard), lambda path: save_file(tensors, path))
         for entry in pending_entries.values():
             entry["shard"] = shard
         entries.update(pending_entries)
@@ -281,14 +360,16 @@ def build_frame_cache(
             report.failed.append((record.name, item["error"]))
             continue
         key = str(len(pending))
-        pending[key] = item["frames"].contiguous()
-        pending_bytes += item["frames"].numel()
+        frames = item["frames"].contiguous()
+        pending[key] = frames
+        pending_bytes += frames.numel()
         pending_entries[record.id] = {
             "key": key,
             "name": record.name,
             "fingerprint": item["fingerprint"],
             "frame_indices": item["frame_indices"],
             "repeated": item["repeated"],
+            "blake2b": frames_checksum(frames),
         }
         if item["repeated"]:
             report.repaired.append((record.name, len(item["repeated"])))
@@ -297,6 +378,7 @@ def build_frame_cache(
             flush()
     flush()
     save_manifest()
+    report.missing_shards = len(missing)
     # Shards no longer named by the manifest (an overwritten cache) are removed only now that it is in place.
     referenced = {entry["shard"] for entry in entries.values()}
     for name in os.listdir(directory):

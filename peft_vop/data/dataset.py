@@ -14,6 +14,9 @@ Unreadable videos follow `on_error`:
   frame at all cannot be repaired and is skipped.
 - `"skip"`: any video with a problem is left out of its batch.
 
+Frames read from a frame cache are checked against their checksum; a corrupt cache entry is an unreadable video
+to `"raise"` and `"skip"`, and `"repair"` decodes the video again.
+
 Skipped videos and repaired frames are never silent: every batch lists them (`batch["skipped"]`,
 `batch["repaired"]`), a warning names each file, and `vop eval` / `vop prepare` print the counts.
 """
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .cache import FrameCache
+from .cache import FrameCache, FrameCacheError
 from .decoding import VideoDecodeError, read_video
 from .preprocessing import FramePreprocessor
 from .records import VideoRecord
@@ -182,7 +185,13 @@ class VideoTextDataset(Dataset):
 
     def _resized_frames(self, video_index: int) -> tuple[torch.Tensor, list[int]]:
         if self.cache is not None:
-            cached = self.cache.load(self.records[video_index])
+            try:
+                cached = self.cache.load(self.records[video_index])
+            except FrameCacheError as error:
+                if self.on_error != "repair":
+                    raise  # "raise" fails; "skip" leaves the video out, reported like an unreadable one
+                warnings.warn(f"{error}; decoding the video again", stacklevel=3)
+                cached = None
             if cached is not None:
                 if cached.repeated and self.on_error != "repair":
                     raise VideoDecodeError(
