@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -60,8 +61,15 @@ class VideoRecord:
         return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def check_unique_ids(records: Iterable[VideoRecord]) -> None:
-    """Raise `ValueError` if two records share an id (ids key the frame cache and the retrieval ground truth)."""
+def check_unique_ids(records: Iterable[VideoRecord], where: str | None = None) -> None:
+    """Raise `ValueError` if two records share an id (ids key the frame cache and the retrieval ground truth).
+
+    Args:
+        records (`Iterable[VideoRecord]`):
+            The records.
+        where (`str`, *optional*):
+            Where the records come from (an annotation file), named in the message.
+    """
     seen: set[str] = set()
     duplicates: list[str] = []
     for record in records:
@@ -69,16 +77,42 @@ def check_unique_ids(records: Iterable[VideoRecord]) -> None:
             duplicates.append(record.id)
         seen.add(record.id)
     if duplicates:
-        raise ValueError(f"Video ids must be unique; these appear more than once: {duplicates[:5]}.")
+        prefix = f"{where}: v" if where else "V"
+        raise ValueError(
+            f"{prefix}ideo ids must be unique; these appear more than once: {duplicates[:5]}. Give each video its own "
+            "`id` (or merge the rows of one video into one with several captions)."
+        )
 
 
 def _resolve(path: str, base_dir: str) -> str:
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
 
 
-def _check_split(split: str | None, where: str) -> None:
+def _check_split(split: str | None, where: str, wanted: str | None = None) -> None:
     if split is not None and split not in SPLITS:
         raise ValueError(f"{where}: `split` must be one of {SPLITS}; got {split!r}.")
+    if split is None and wanted is not None:
+        raise ValueError(
+            f"{where}: this video has no `split`, so it cannot be selected by split={wanted!r} (it would be left "
+            f"out silently); give every video a split ({', '.join(SPLITS)}), or read the file without a split."
+        )
+
+
+def _check_caption(caption: Any, where: str) -> None:
+    if not isinstance(caption, str):
+        raise ValueError(f"{where}: every caption must be a string; got {caption!r}.")
+    if not caption.strip():
+        raise ValueError(f"{where}: a caption is empty or only whitespace ({caption!r}); write it or remove it.")
+
+
+def _decode_utf8(data: bytes, path: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(
+            f"{path}, line {line}: not UTF-8 text (byte {data[error.start]:#04x}); save the file as UTF-8."
+        ) from error
 
 
 def read_annotations(path: str | os.PathLike, split: str | None = None) -> list[VideoRecord]:
@@ -89,10 +123,16 @@ def read_annotations(path: str | os.PathLike, split: str | None = None) -> list[
             A `.jsonl` file (one JSON object per line: `video`, `captions`, `split`, optional `id`) or a `.csv`
             file (columns `video`, `caption`, `split`, optional `id`; one row per caption).
         split (`str`, *optional*):
-            Keep only the videos of this split (`"train"`, `"val"` or `"test"`).
+            Keep only the videos of this split (`"train"`, `"val"` or `"test"`). Every video of the file must then
+            have a split; one without is an error naming its line, never silently left out.
 
     Returns:
         `list[VideoRecord]` in file order, video paths resolved against the annotation file's directory.
+
+    Raises:
+        `ValueError`: naming the file, the line and the field: text that is not UTF-8, a line that is not a JSON
+            object, a `video` or `id` that is not a string (ids may also be integers), an empty or whitespace-only
+            caption, a missing split under `split`, or two videos with one id.
 
     Example:
 
@@ -113,58 +153,68 @@ def read_annotations(path: str | os.PathLike, split: str | None = None) -> list[
         raise FileNotFoundError(f"Annotation file not found: {path}")
     base_dir = os.path.dirname(os.path.abspath(path))
     if path.endswith(".csv"):
-        records = _read_csv(path, base_dir)
+        records = _read_csv(path, base_dir, split)
     elif path.endswith((".jsonl", ".json")):
-        records = _read_jsonl(path, base_dir)
+        records = _read_jsonl(path, base_dir, split)
     else:
         raise ValueError(f"Annotation file {path} must end in .jsonl (or .json) or .csv.")
-    check_unique_ids(records)
+    check_unique_ids(records, where=path)
     return [record for record in records if split is None or record.split == split]
 
 
-def _read_jsonl(path: str, base_dir: str) -> list[VideoRecord]:
+def _read_jsonl(path: str, base_dir: str, split: str | None) -> list[VideoRecord]:
     records = []
-    with open(path, encoding="utf-8") as file:
-        for line_number, line in enumerate(file, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {line_number}"
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{where}: not valid JSON ({error.msg}).") from error
-            if not isinstance(entry, dict) or "video" not in entry or "captions" not in entry:
-                raise ValueError(f"{where}: each line must be an object with `video` and `captions`; got {line!r}.")
-            captions = entry["captions"]
-            if isinstance(captions, str) or not all(isinstance(caption, str) for caption in captions):
-                raise ValueError(f"{where}: `captions` must be a list of strings; got {captions!r}.")
-            _check_split(entry.get("split"), where)
-            records.append(
-                VideoRecord(
-                    video=_resolve(entry["video"], base_dir),
-                    captions=tuple(captions),
-                    id=str(entry.get("id", entry["video"])),
-                    split=entry.get("split"),
-                )
+    with open(path, "rb") as file:
+        text = _decode_utf8(file.read(), path)
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {line_number}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{where}: not valid JSON ({error.msg}).") from error
+        if not isinstance(entry, dict) or "video" not in entry or "captions" not in entry:
+            raise ValueError(f"{where}: each line must be an object with `video` and `captions`; got {line!r}.")
+        video, captions = entry["video"], entry["captions"]
+        if not isinstance(video, str) or not video:
+            raise ValueError(f"{where}: `video` must be a path (a non-empty string); got {video!r}.")
+        if not isinstance(captions, list):
+            raise ValueError(f"{where}: `captions` must be a list of strings; got {captions!r}.")
+        for caption in captions:
+            _check_caption(caption, f"{where}, `captions`")
+        video_id = entry.get("id", video)
+        if isinstance(video_id, bool) or not isinstance(video_id, str | int) or video_id == "":
+            raise ValueError(f"{where}: `id` must be a non-empty string or an integer; got {video_id!r}.")
+        _check_split(entry.get("split"), where, split)
+        records.append(
+            VideoRecord(
+                video=_resolve(video, base_dir), captions=tuple(captions), id=str(video_id), split=entry.get("split")
             )
+        )
     return records
 
 
-def _read_csv(path: str, base_dir: str) -> list[VideoRecord]:
+def _read_csv(path: str, base_dir: str, split_wanted: str | None) -> list[VideoRecord]:
     grouped: dict[tuple[str, str | None, str], list[str]] = {}
-    with open(path, newline="", encoding="utf-8") as file:
-        reader = csv.DictReader(file)
-        missing = {"video", "caption", "split"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(
-                f"{path}: a CSV annotation file needs the columns video, caption, split (and optionally id); "
-                f"missing {sorted(missing)}, found {reader.fieldnames}."
-            )
-        for row_number, row in enumerate(reader, start=2):
-            split = row["split"] or None
-            _check_split(split, f"{path}, row {row_number}")
-            key = (row.get("id") or row["video"], split, row["video"])
-            grouped.setdefault(key, []).append(row["caption"])
+    with open(path, "rb") as file:
+        text = _decode_utf8(file.read(), path)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = {"video", "caption", "split"} - set(reader.fieldnames or ())
+    if missing:
+        raise ValueError(
+            f"{path}: a CSV annotation file needs the columns video, caption, split (and optionally id); "
+            f"missing {sorted(missing)}, found {reader.fieldnames}."
+        )
+    for row in reader:
+        where = f"{path}, line {reader.line_num}"
+        if not row["video"]:
+            raise ValueError(f"{where}: `video` is empty; every row needs a video path.")
+        _check_caption(row["caption"], f"{where}, `caption`")
+        split = row["split"] or None
+        _check_split(split, where, split_wanted)
+        key = (row.get("id") or row["video"], split, row["video"])
+        grouped.setdefault(key, []).append(row["caption"])
     return [
         VideoRecord(video=_resolve(video, base_dir), captions=tuple(captions), id=video_id, split=split)
         for (video_id, split, video), captions in grouped.items()
@@ -277,16 +327,18 @@ class HFVideoRecords(Sequence[VideoRecord]):
             video_id = str(row[self.id_column])
         else:
             video_id = video if isinstance(video, str) else str(index)
-        return VideoRecord(video=video, captions=self._captions(row), id=video_id, split=self.split)
+        return VideoRecord(video=video, captions=self._captions(row, f"Row {index}"), id=video_id, split=self.split)
 
-    def _captions(self, row: dict[str, Any]) -> tuple[str, ...]:
+    def _captions(self, row: dict[str, Any], where: str = "a row") -> tuple[str, ...]:
         captions: list[str] = []
         for column in self.caption_columns:
             value = row[column]
             captions.extend([value] if isinstance(value, str) else list(value))
+        for caption in captions:
+            _check_caption(caption, f"{where} of the dataset, caption column(s) {self.caption_columns}")
         return tuple(captions)
 
     def all_captions(self) -> list[tuple[str, ...]]:
         """The captions of every row, read from the caption columns only (no video bytes are loaded)."""
         table = self.dataset.select_columns(self.caption_columns)
-        return [self._captions(row) for row in table]
+        return [self._captions(row, f"Row {index}") for index, row in enumerate(table)]
