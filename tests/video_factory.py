@@ -38,6 +38,8 @@ def write_video(
     gop: int | None = None,
     faststart: bool = False,
     frame_durations_ms: Sequence[int] | None = None,
+    rotation: int = 0,
+    image: np.ndarray | None = None,
 ) -> str:
     """Write a video whose frame `i` has colour `frame_color(i)`; returns the path.
 
@@ -45,6 +47,8 @@ def write_video(
         gop: keyframe interval (`None`: the encoder's default).
         faststart: put the mp4 index before the media data (so a truncated file still opens).
         frame_durations_ms: per-frame durations for a variable-frame-rate video (timestamps in milliseconds).
+        rotation: display-matrix rotation in degrees, counter-clockwise, as a phone records portrait video.
+        image: `[height, width, 3]` RGB content of every frame, instead of the flat index colour.
     """
     path = os.fspath(path)
     options = {"movflags": "faststart"} if faststart else {}
@@ -58,14 +62,19 @@ def write_video(
         stream.codec_context.thread_count = 1
         if gop is not None:
             stream.codec_context.gop_size = gop
+        if rotation:
+            stream.set_display_rotation(rotation)
         time_base = fractions.Fraction(1, 1000)
         if frame_durations_ms is not None:
             stream.codec_context.time_base = time_base
         timestamp = 0
         for index in range(num_frames):
-            image = np.empty((height, width, 3), np.uint8)
-            image[:] = frame_color(index)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if image is None:
+                content = np.empty((height, width, 3), np.uint8)
+                content[:] = frame_color(index)
+            else:
+                content = image
+            frame = av.VideoFrame.from_ndarray(content, format="rgb24")
             if frame_durations_ms is not None:
                 frame.pts, frame.time_base = timestamp, time_base
                 timestamp += frame_durations_ms[index]

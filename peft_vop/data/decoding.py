@@ -5,6 +5,9 @@ timestamp of every frame, and which frames are keyframes. To read frame `i` it s
 it and decodes forward to it; when the next requested frame lies in the same group of pictures it keeps decoding
 instead of seeking again. A 12-frame sample of a long video therefore costs about 12 short decodes, not the whole
 video.
+
+Frames come out as they are meant to be shown: a video whose display matrix rotates it (phones record portrait
+video as landscape frames plus a 90° or 270° rotation) is decoded with that rotation applied.
 """
 
 from __future__ import annotations
@@ -328,7 +331,10 @@ class VideoReader:
         if self._size is None:
             self._size = (frame.width, frame.height)
         width, height = self._size
-        return self._reformatter.reformat(frame, width, height, "rgb24").to_ndarray()
+        image = self._reformatter.reformat(frame, width, height, "rgb24").to_ndarray()
+        # `rotation` is the display matrix's counter-clockwise angle, the direction in which `rot90` turns.
+        quarter_turns = round(frame.rotation / 90) % 4
+        return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
 
 
 def read_video(
