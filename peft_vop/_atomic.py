@@ -90,6 +90,31 @@ def fsync_tree(directory: str | os.PathLike) -> None:
         fsync_directory(root)
 
 
+def check_writable(directory: str | os.PathLike) -> None:
+    """
+    Raise `ValueError` unless `directory` (created later if absent) and its parent accept new files, by creating and
+    removing a probe in each: a directory is swapped into place through its parent. Call it before expensive work.
+
+    Args:
+        directory (`str` or `os.PathLike`): an output directory.
+    """
+    directory = Path(directory).absolute()
+    existing = next(path for path in (directory, *directory.parents) if path.exists())
+    probes = [existing] if existing != directory else [directory, directory.parent]
+    for place in probes:
+        if not place.is_dir():
+            raise ValueError(f"Cannot write to {str(directory)!r}: {str(place)!r} is not a directory.")
+        probe = place / f".vop-write-probe-{os.getpid()}"
+        try:
+            probe.mkdir()
+            probe.rmdir()
+        except OSError as error:
+            raise ValueError(
+                f"Cannot write to {str(directory)!r}: {str(place)!r} does not accept new files ({error.strerror}); "
+                "choose a writable output directory."
+            ) from error
+
+
 @contextmanager
 def replacing_directory(
     target: str | os.PathLike, keep_other_entries: bool = True, replaced: tuple[str, ...] = ()

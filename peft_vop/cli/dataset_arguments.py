@@ -93,6 +93,15 @@ def check_dataset_arguments(args: argparse.Namespace) -> None:
             raise ArgumentError(f"--video-dir: directory not found: {args.video_dir}")
 
 
+def dataset_source(args: argparse.Namespace) -> str:
+    """How messages name the dataset the arguments select: the annotation file, benchmark directory or dataset."""
+    if args.annotations:
+        return args.annotations
+    if args.benchmark:
+        return f"{args.benchmark} in {args.annotations_dir}"
+    return args.hf_dataset
+
+
 def load_records(args: argparse.Namespace) -> Sequence[VideoRecord]:
     """Read the dataset selected by the arguments (call `check_dataset_arguments` first)."""
     if args.annotations:

@@ -9,13 +9,19 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
 from typing import Any
 
-from .dataset_arguments import ArgumentError, add_dataset_arguments, check_dataset_arguments, load_records
+from .._atomic import check_writable, write_json
+from .dataset_arguments import (
+    ArgumentError,
+    add_dataset_arguments,
+    check_dataset_arguments,
+    dataset_source,
+    load_records,
+)
 
 
 DEFAULT_NUM_FRAMES = 12
@@ -80,14 +86,43 @@ def _check_arguments(args: argparse.Namespace) -> None:
     output_dir = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(output_dir):
         raise ArgumentError(f"--output: directory {output_dir} does not exist")
+    if os.path.isdir(args.output):
+        raise ArgumentError(
+            f"--output: {args.output} is a directory; give a file name, e.g. {args.output}/metrics.json"
+        )
+    try:
+        check_writable(output_dir)
+    except ValueError as error:
+        raise ArgumentError(f"--output: {error}") from error
+    if args.adapter:
+        _check_adapter_weights(args.adapter)
+
+
+def _check_adapter_weights(adapter: str) -> None:
+    """A local adapter's weights must be a complete safetensors file (reading the header checks its length)."""
+    from safetensors import SafetensorError, safe_open
+
+    weights = os.path.join(adapter, "adapter_model.safetensors")
+    if not os.path.isfile(weights):
+        return
+    try:
+        with safe_open(weights, framework="pt"):
+            pass
+    except (SafetensorError, OSError) as error:
+        raise ArgumentError(
+            f"--adapter: {weights} is truncated or corrupt ({error}); save or download the adapter again"
+        ) from error
 
 
 def _load(option: str, value: str, load):
     # transformers reports a missing checkpoint with OSError, peft with ValueError, a checkpoint of another
-    # geometry with ValueError or RuntimeError (size mismatch): all mean "this argument cannot be used".
+    # geometry with ValueError or RuntimeError (size mismatch), safetensors a truncated file with its own error:
+    # all mean "this argument cannot be used".
+    from safetensors import SafetensorError
+
     try:
         return load()
-    except (OSError, ValueError, RuntimeError) as error:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
         raise ArgumentError(f"{option}: cannot load {value!r} ({error})") from error
 
 
@@ -129,7 +164,16 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         adapter_config = _load("--adapter", args.adapter, lambda: PeftConfig.from_pretrained(args.adapter))
     num_frames = _num_frames(args, adapter_config)
-    records = load_records(args)
+    source = dataset_source(args)
+    try:
+        records = load_records(args)
+    except (ValueError, TypeError, OSError) as error:  # bad annotation content: the message names file and line
+        raise ArgumentError(str(error)) from error
+    if not any(record.captions for record in records):
+        raise ArgumentError(
+            f"{source}: none of the {len(records)} videos has a caption, so there is nothing to retrieve; "
+            "give the videos captions"
+        )
     processor = _load("--model", args.model, lambda: AutoProcessor.from_pretrained(args.model))
     preprocessor = FramePreprocessor.from_image_processor(processor.image_processor)
     try:
@@ -167,6 +211,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     except VideoDecodeError as error:
         print(f"vop eval: error: {error}\n(use --on-error skip or repair to go on past it)", file=sys.stderr)
         return 1
+    except ValueError as error:  # e.g. every video skipped: nothing to evaluate
+        raise ArgumentError(
+            f"{source}: {error} Check the video paths (and --video-dir), or look at the skipped videos above"
+        ) from error
 
     print(report.format_table())
     summary = {
@@ -178,8 +226,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "on_error": args.on_error,
         **report.to_dict(),
     }
-    with open(args.output, "w", encoding="utf-8") as file:
-        json.dump(summary, file, indent=2)
+    write_json(args.output, summary)
     print(f"Metrics written to {args.output}")
     return 0
 

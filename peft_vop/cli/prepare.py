@@ -12,8 +12,15 @@ import argparse
 import os
 import sys
 
+from .._atomic import check_writable
 from ..data.sampling import SAMPLING_MODES
-from .dataset_arguments import ArgumentError, add_dataset_arguments, check_dataset_arguments, load_records
+from .dataset_arguments import (
+    ArgumentError,
+    add_dataset_arguments,
+    check_dataset_arguments,
+    dataset_source,
+    load_records,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         if os.path.exists(args.output) and not os.path.isdir(args.output):
             raise ArgumentError(f"--output must be a directory; {args.output} is a file")
         try:
+            check_writable(args.output)
+        except ValueError as error:
+            raise ArgumentError(f"--output: {error}") from error
+        try:
             preprocessor = FramePreprocessor.from_pretrained(args.model)
         except OSError as error:
             raise ArgumentError(f"--model: cannot load the image processor of {args.model!r} ({error})") from error
@@ -74,7 +85,13 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=not args.no_progress,
         )
-    except (ArgumentError, ValueError, FileNotFoundError) as error:
+        if report.failed and not report.stored and not report.reused:
+            name, reason = report.failed[0]
+            raise ArgumentError(
+                f"{dataset_source(args)}: none of its {len(report.failed)} videos could be decoded (first: {name}: "
+                f"{reason}); check the video paths (and --video-dir)"
+            )
+    except (ArgumentError, ValueError, TypeError, OSError) as error:
         print(f"vop prepare: error: {error}", file=sys.stderr)
         return 2
     except VideoDecodeError as error:

@@ -37,7 +37,15 @@ from typing import Any
 import torch
 from accelerate import Accelerator, PartialState
 
-from .._atomic import clean_up, fsync_tree, remove_directory, replace_directory, replacing_directory, write_json
+from .._atomic import (
+    check_writable,
+    clean_up,
+    fsync_tree,
+    remove_directory,
+    replace_directory,
+    replacing_directory,
+    write_json,
+)
 from .config import RESUME_LATEST, TrainingConfig
 
 
@@ -155,31 +163,6 @@ def check_output_dir(config: TrainingConfig) -> Path | None:
             processes.print(f"Starting from step 0: {_why_no_checkpoint(output_dir / CHECKPOINTS_DIR)}")
         return latest
     return Path(resume)
-
-
-def check_writable(directory: str | os.PathLike) -> None:
-    """
-    Raise `ValueError` unless `directory` (created later if absent) and its parent accept new files, by creating and
-    removing a probe in each: an adapter is swapped into place through its parent directory.
-
-    Args:
-        directory (`str` or `os.PathLike`): an output directory.
-    """
-    directory = Path(directory).absolute()
-    existing = next(path for path in (directory, *directory.parents) if path.exists())
-    probes = [existing] if existing != directory else [directory, directory.parent]
-    for place in probes:
-        if not place.is_dir():
-            raise ValueError(f"Cannot write to {str(directory)!r}: {str(place)!r} is not a directory.")
-        probe = place / f".vop-write-probe-{os.getpid()}"
-        try:
-            probe.mkdir()
-            probe.rmdir()
-        except OSError as error:
-            raise ValueError(
-                f"Cannot write to {str(directory)!r}: {str(place)!r} does not accept new files ({error.strerror}); "
-                "choose a writable output directory."
-            ) from error
 
 
 def _why_no_checkpoint(checkpoints_dir: Path) -> str:
