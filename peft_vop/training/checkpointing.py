@@ -360,7 +360,10 @@ def stops_on_signals(train: Callable) -> Callable:
         except KeyboardInterrupt as error:
             received.append(signal.SIGINT)  # from here on, signals are ignored until the handlers are restored
             interrupted = error if isinstance(error, TrainingInterrupted) else TrainingInterrupted(signal.SIGINT)
-            PartialState().print(_resume_hint(config, interrupted), file=sys.stderr, flush=True)
+            processes = PartialState()
+            if processes.is_main_process:  # what the abandoned write left: a staging or half-deleted directory
+                _recover_checkpoints(Path(config.output_dir) / CHECKPOINTS_DIR, all_owners=True)
+            processes.print(_resume_hint(config, interrupted), file=sys.stderr, flush=True)
             raise interrupted from None
         finally:
             for number, handler in previous.items():
