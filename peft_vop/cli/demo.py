@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -189,9 +188,9 @@ def _header(step: int, text: str) -> None:
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(value, indent=2))
-    shutil.move(temporary, path)
+    from .._atomic import write_json
+
+    write_json(path, value)
 
 
 def _row(name: str, summary: dict[str, Any]) -> str:

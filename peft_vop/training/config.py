@@ -351,8 +351,10 @@ class TrainingConfig:
         return values
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the config as JSON to `path`."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        """Write the config as JSON to `path` (atomically: a kill leaves the old file or the new one)."""
+        from .._atomic import write_json
+
+        write_json(path, self.to_dict(), sort_keys=True)
 
     def trajectory_fields(self) -> dict[str, Any]:
         """
