@@ -49,7 +49,16 @@ def test_a_run_directory_below_a_read_only_directory_fails_before_training(read_
         train(config, train_dataset=TinyVideoCaptions(), collate_fn=collate)
 
 
-def test_fp16_on_a_cpu_says_once_that_it_runs_fp32(tmp_path, capsys):
+@pytest.fixture
+def fresh_accelerator_state():
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()  # the precision is fixed once per process otherwise
+    yield
+    AcceleratorState._reset_state()
+
+
+def test_fp16_on_a_cpu_says_once_that_it_runs_fp32(tmp_path, capsys, fresh_accelerator_state):
     config = base_config(tmp_path, variant="vop_p", max_steps=2, mixed_precision="fp16")
     train(config, train_dataset=TinyVideoCaptions(), collate_fn=collate)
     captured = capsys.readouterr()
