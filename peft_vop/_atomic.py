@@ -146,7 +146,7 @@ def replacing_directory(
     ['adapter_config.json']
     ```
     """
-    target = Path(target)
+    target = Path(target).absolute()
     if target.exists() and not target.is_dir():
         raise ValueError(f"{str(target)!r} must be a directory; it is a file.")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +158,10 @@ def replacing_directory(
         if keep_other_entries and target.is_dir():
             _carry_over(target, staging, skip=set(replaced))
         fsync_tree(staging)
+        working_directory = os.getcwd()
         replace_directory(staging, target)
+        if Path(working_directory).is_relative_to(target):
+            os.chdir(working_directory)  # the process stood in the old directory: enter the new one
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -203,3 +203,12 @@ def test_an_output_directory_that_cannot_be_written_fails_at_start(tmp_path):
     config = base_config(tmp_path, variant="vop_p")
     with pytest.raises(ValueError, match="not a directory"):
         check_output_dir(TrainingConfig(**{**config.to_dict(), "output_dir": str(blocked / "run")}))
+
+
+def test_saving_into_the_working_directory_keeps_the_process_in_it(tmp_path, monkeypatch):
+    (tmp_path / "adapter").mkdir()
+    monkeypatch.chdir(tmp_path / "adapter")
+    _vop(4).save_pretrained(".")
+    _vop(8).save_pretrained(".")
+    assert Path.cwd() == tmp_path / "adapter" and os.path.samefile(".", tmp_path / "adapter")
+    assert json.loads(Path("adapter_config.json").read_text())["text_prompt_length"] == 8
