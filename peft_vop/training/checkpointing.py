@@ -99,6 +99,9 @@ def check_output_dir(config: TrainingConfig) -> Path | None:
     `resume_from_checkpoint` is set; or hold anything when `overwrite_output_dir` is set, in which case the
     checkpoints and best adapter of the old run are deleted by [`reset_output_dir`].
 
+    The directory and its parent must accept new files. A checkpoint that an interrupted re-save left aside is put
+    back first. Whenever checkpoints exist but the run starts from step 0, a line says why.
+
     Args:
         config ([`TrainingConfig`]): the run's config.
 
@@ -118,7 +121,7 @@ def check_output_dir(config: TrainingConfig) -> Path | None:
             )
     check_writable(output_dir)
     processes = PartialState()
-    if processes.is_main_process:
+    if processes.is_main_process and (output_dir / CONFIG_NAME).is_file():  # only ever touch a run's own files
         for line in _recover_checkpoints(output_dir / CHECKPOINTS_DIR):
             processes.print(f"{output_dir / CHECKPOINTS_DIR}: {line}")
     processes.wait_for_everyone()
