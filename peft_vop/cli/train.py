@@ -107,8 +107,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
         return 0
 
-    from peft_vop.training import ConfigurationError, train
-    from peft_vop.training.checkpointing import TrainingInterrupted
+    from peft_vop.training import ConfigurationError, TrainingInterrupted, train
 
     try:
         result = train(config)

@@ -3,6 +3,7 @@
 Nothing here is imported by the tuner (`import peft_vop` never loads the trainer).
 """
 
+from .checkpointing import TrainingInterrupted
 from .config import DEFAULT_LEARNING_RATE, ConfigurationError, TrainingConfig, load_config_file
 from .contrastive import VideoTextEncoder, contrastive_step, gather_with_grad, symmetric_contrastive_loss
 from .evaluation import EvalData
@@ -14,6 +15,7 @@ __all__ = [
     "ConfigurationError",
     "EvalData",
     "TrainingConfig",
+    "TrainingInterrupted",
     "TrainingResult",
     "VideoTextEncoder",
     "contrastive_step",
