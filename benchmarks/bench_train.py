@@ -323,6 +323,9 @@ def main() -> None:
         action="store_true",
         help="instead: alternate bare and loop steps in one process (noisy hosts)",
     )
+    parser.add_argument(
+        "--num-videos", type=int, help="videos to generate (default: enough for one epoch of all the steps)"
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--mixed-precision", choices=("no", "bf16"), default="no")
     parser.add_argument("--report-to", default="tensorboard", help="vop train's tracker (default: tensorboard)")
@@ -339,7 +342,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as directory:
         started = time.perf_counter()
-        num_videos = args.batch_size * (args.warmup + args.steps + 2)
+        num_videos = args.num_videos or args.batch_size * (args.warmup + args.steps + 2)
         assets = build_assets(Path(directory), num_videos, args.num_frames, args.seed)
         assets_file = Path(directory) / "assets.json"
         assets_file.write_text(json.dumps(assets))
