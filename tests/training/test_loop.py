@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
-from tiny_run import TinyVideoCaptions, base_config, collate, tiny_eval_data
+from tiny_run import TinyVideoCaptions, base_config, collate, tiny_eval_data, tiny_world, world_clip_dir
 
-from peft_vop.training import train
-from peft_vop.training.data import DataWaitClock, choose_loader_settings
+from peft_vop.training import TrainingConfig, train
+from peft_vop.training.data import DataWaitClock, build_train_data, choose_loader_settings
+from peft_vop.training.loop import report_data_wait
 
 
 @pytest.fixture
@@ -120,3 +124,54 @@ def test_the_progress_bar_can_be_hidden(tmp_path, capfd, disable_tqdm):
     train(config, train_dataset=TinyVideoCaptions(), collate_fn=collate)
     err = capfd.readouterr().err
     assert ("train: 100%" in err) is not disable_tqdm
+
+
+def test_device_step_trains_exactly_like_the_per_sample_path(tmp_path):
+    # vop train's own data (workers hand over uint8 frames, the step crops and normalises) against datasets that
+    # crop and normalise per sample: on the CPU the adapters are equal, bit for bit.
+    recipe = {
+        "model_name_or_path": str(world_clip_dir()),
+        "annotations": str(tiny_world()),
+        "variant": "vop_p",
+        "num_frames": 4,
+        "batch_size": 4,
+        "max_steps": 3,
+        "num_workers": 0,
+        "eval_split": None,
+        "checkpoint_steps": None,
+        "disable_tqdm": True,
+    }
+    device = TrainingConfig(**recipe, output_dir=str(tmp_path / "device"))
+    dataset, collator = build_train_data(device)
+    assert dataset.device_preprocessing
+    train(device)
+
+    per_sample = TrainingConfig(**recipe, output_dir=str(tmp_path / "per-sample"))
+    dataset.device_preprocessing = False
+    train(per_sample, train_dataset=dataset, collate_fn=collator)
+    expected = load_file(tmp_path / "per-sample" / "adapter_model.safetensors")
+    got = load_file(tmp_path / "device" / "adapter_model.safetensors")
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+
+
+def test_a_long_data_wait_warns_and_says_what_helps(capsys, fresh_accelerate_state):
+    def batches(load_seconds):
+        for batch in range(3):
+            time.sleep(load_seconds)
+            yield batch
+
+    accelerator = Accelerator(cpu=True)
+    starved = DataWaitClock()
+    for _ in starved.batches(batches(0.05)):
+        pass
+    with pytest.warns(UserWarning, match=r"waited for data \d+% of the time.*`vop prepare`.*`--num-workers`"):
+        report_data_wait(accelerator, starved)
+    fed = DataWaitClock()
+    for _ in fed.batches(batches(0.0)):
+        time.sleep(0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report_data_wait(accelerator, fed)
+    reported = [float(value) for value in re.findall(r"waited for data ([\d.]+)%", capsys.readouterr().out)]
+    assert reported[0] > 90 and reported[1] < 10
