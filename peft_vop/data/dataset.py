@@ -229,8 +229,10 @@ class VideoTextDataset(Dataset):
                 stacklevel=2,
             )
         frames, crop = self._crop(frames, video_index)
-        whole = CropBox(0, 0, *frames.shape[-2:])
-        if not self.device_preprocessing and (crop != whole or whole[2:4] != self.preprocessor.output_size):
+        # Without device preprocessing the crop happens here; a box that leaves the frames as they are (every center
+        # crop: the whole frame, at the output size, unflipped) is skipped.
+        unchanged = crop == CropBox(0, 0, *frames.shape[-2:]) and crop[2:4] == self.preprocessor.output_size
+        if not self.device_preprocessing and not unchanged:
             frames = self.preprocessor.crop_resize(frames, crop).to(torch.uint8)
         if caption_index is None and record.captions:
             caption_index = (
