@@ -394,7 +394,7 @@ def main() -> None:
     where = f"CPU ({torch.get_num_threads()} threads)" if args.device == "cpu" else torch.cuda.get_device_name()
     print(
         f"ViT-B/32 (CLIPConfig() defaults, random init), variant {args.variant}, {args.num_frames} frames, batch "
-        f"{args.batch_size}, {where}, {args.mixed_precision} precision, median of {args.rounds} x {args.steps} steps "
+        f"{args.batch_size}, {where}, mixed precision {args.mixed_precision}, median of {args.rounds} x {args.steps} steps "
         f"after {args.warmup} warm-up each; vop train with a frame cache, "
         f"{'its default' if args.num_workers is None else args.num_workers} loader workers, logging every step"
     )
