@@ -42,6 +42,8 @@ class DeviceFramePreprocessor:
         if not isinstance(preprocessor, FramePreprocessor):
             raise TypeError(f"`preprocessor` must be a FramePreprocessor; got {type(preprocessor).__name__}.")
         self.preprocessor = preprocessor
+        # The normalisation factors, copied once to each device (a copy per batch would wait for the device).
+        self._factors: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Replace `frames` and `crops` of `batch` by `pixel_values` (`float32 [B, F, 3, H, W]`, same device).
@@ -84,4 +86,9 @@ class DeviceFramePreprocessor:
         # Each video has its own box, so resizing goes video by video; all F frames of a video resize together.
         for index, box in enumerate(crops):
             pixels[index] = self.preprocessor.crop_resize(frames[index], box)  # [F, 3, h, w]
-        return self.preprocessor.normalize(pixels)  # in place, one pass over [B, F, 3, h, w]
+        if pixels.device not in self._factors:
+            self._factors[pixels.device] = tuple(
+                f.to(pixels.device) for f in self.preprocessor.normalization_factors()
+            )
+        scale, shift = self._factors[pixels.device]
+        return pixels.mul_(scale).sub_(shift)  # FramePreprocessor.normalize, in place on [B, F, 3, h, w]

@@ -353,6 +353,20 @@ class FramePreprocessor:
 
     # --- 3. normalise (collator) ---------------------------------------------------------------------------
 
+    def normalization_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(scale, shift)` of shape `[3, 1, 1]`, `float32`, such that `normalize(x) = x * scale - shift`.
+
+        `(x * rescale - mean) / std` as one multiply and one subtract; computed on the CPU, so that every device
+        multiplies by the same float32 numbers.
+        """
+        scale = torch.full((3, 1, 1), self.rescale_factor if self.rescale_factor is not None else 1.0)
+        shift = torch.zeros(3, 1, 1)
+        if self.image_mean is not None:
+            std = torch.tensor(self.image_std).view(3, 1, 1)
+            scale /= std
+            shift = torch.tensor(self.image_mean).view(3, 1, 1) / std
+        return scale, shift
+
     def normalize(self, frames: torch.Tensor) -> torch.Tensor:
         """Rescale and standardise cropped frames into the model's `pixel_values`, on the frames' device.
 
@@ -363,15 +377,7 @@ class FramePreprocessor:
         Returns:
             `torch.Tensor` of the same shape, `float32`.
         """
-        # (x * rescale - mean) / std as one multiply and one subtract, in place on the float copy. The factors are
-        # computed on the CPU, so every device multiplies by the same float32 numbers.
-        scale = torch.full((3, 1, 1), self.rescale_factor if self.rescale_factor is not None else 1.0)
-        shift = torch.zeros(3, 1, 1)
-        if self.image_mean is not None:
-            std = torch.tensor(self.image_std).view(3, 1, 1)
-            scale /= std
-            shift = torch.tensor(self.image_mean).view(3, 1, 1) / std
-        scale, shift = scale.to(frames.device), shift.to(frames.device)
+        scale, shift = (factor.to(frames.device) for factor in self.normalization_factors())
         return frames.float().mul_(scale).sub_(shift)
 
 
