@@ -86,14 +86,25 @@ def test_collator_batches_for_the_model(videos, preprocessor):
     assert batch["video_index"].tolist() == [0, 1, 2] and batch["skipped"] == [] and batch["repaired"] == []
 
 
-def test_dataloader_with_workers_matches_a_single_process(videos, preprocessor):
+@pytest.mark.parametrize("device_preprocessing", [False, True])
+def test_dataloader_with_workers_matches_a_single_process(videos, preprocessor, device_preprocessing):
     paths, _ = videos
-    dataset = VideoTextDataset(make_records(paths), preprocessor, num_frames=NUM_FRAMES, sampling="rand", train=True)
+    dataset = VideoTextDataset(
+        make_records(paths),
+        preprocessor,
+        num_frames=NUM_FRAMES,
+        sampling="rand",
+        train=True,
+        device_preprocessing=device_preprocessing,
+    )
     collator = VideoTextCollator(preprocessor, tiny_tokenizer())
+    step = DeviceFramePreprocessor(preprocessor)
 
     def run(workers):
-        loader = DataLoader(dataset, batch_size=2, num_workers=workers, collate_fn=collator)
-        return list(loader)
+        loader = DataLoader(
+            dataset, batch_size=2, num_workers=workers, collate_fn=collator, persistent_workers=workers > 0
+        )
+        return [step(batch) for batch in loader]
 
     single, parallel = run(0), run(2)
     assert len(single) == len(parallel) == 3
