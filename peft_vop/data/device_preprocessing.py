@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .preprocessing import FramePreprocessor
+from .preprocessing import CropBox, FramePreprocessor
 
 
 class DeviceFramePreprocessor:
@@ -65,7 +65,7 @@ class DeviceFramePreprocessor:
         batch["pixel_values"] = self.pixel_values(frames, crops)
         return batch
 
-    def pixel_values(self, frames: torch.Tensor, crops: list[Any]) -> torch.Tensor:
+    def pixel_values(self, frames: torch.Tensor, crops: list[CropBox]) -> torch.Tensor:
         """Crop, resize, flip and normalise a batch of videos.
 
         Args:
