@@ -13,6 +13,14 @@ then one epoch through a `DataLoader` (batch 8, `--workers` workers) without and
 `build_frame_cache` (the build time is reported too). The image processor is `CLIPImageProcessor()` with its
 defaults, the values of OpenAI's ViT-B/32 checkpoint; nothing is downloaded.
 
+Last, side by side, the training data path from the cache (random resized crop + flip, batch 8):
+
+- **per worker**: videos/s one loader worker delivers (one process, one torch thread, as in a worker): the
+  per-sample CPU path (`VideoTextDataset(train=True)` crops, flips and resizes in float; the collator normalises)
+  against the device path (`device_preprocessing=True`: the worker reads `uint8` frames and draws the crop box);
+- **device step**: what `DeviceFramePreprocessor` then costs per video in the training step, on the CPU (one thread)
+  and, when there is one, on the GPU, with the largest difference of its `pixel_values` from the CPU path's.
+
     python benchmarks/bench_data.py --num-videos 16 --workers 2
 """
 
@@ -71,6 +79,72 @@ def epoch_seconds(dataset, collator, workers: int) -> float:
     for batch in loader:
         assert batch["pixel_values"].shape[1:] == (12, 3, 224, 224)
     return time.perf_counter() - start
+
+
+def per_batch_seconds(function, batches, repeats: int) -> float:
+    """Median over `repeats` passes of the mean time per video of `function(batch)` over `batches` of 8 videos."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        videos = sum(function(batch) for batch in batches)
+        times.append((time.perf_counter() - start) / videos)
+    return statistics.median(times)
+
+
+def training_path(records, preprocessor, cache: str, num_frames: int, repeats: int) -> list[tuple[str, float]]:
+    """Per-video seconds of the per-sample CPU path and of the device path (worker part, device step)."""
+    from peft_vop.data import DeviceFramePreprocessor, VideoTextCollator, VideoTextDataset
+
+    options = {"num_frames": num_frames, "train": True, "cache": cache}
+    per_sample = VideoTextDataset(records, preprocessor, **options)
+    deferred = VideoTextDataset(records, preprocessor, **options, device_preprocessing=True)
+    collator = VideoTextCollator(preprocessor)
+    step = DeviceFramePreprocessor(preprocessor)
+    batches = [list(range(start, min(start + 8, len(records)))) for start in range(0, len(records), 8)]
+
+    def old(indices):
+        batch = collator([per_sample[index] for index in indices])
+        assert batch["pixel_values"].shape[1:] == (num_frames, 3, 224, 224)
+        return len(indices)
+
+    def new_worker(indices):
+        collator([deferred[index] for index in indices])
+        return len(indices)
+
+    collated = [collator([deferred[index] for index in indices]) for indices in batches]
+    rows = [
+        ("per-sample CPU preprocessing (today's worker)", per_batch_seconds(old, batches, repeats)),
+        ("uint8 + crop box (device path's worker)", per_batch_seconds(new_worker, batches, repeats)),
+        (
+            "device step on the CPU, 1 thread",
+            per_batch_seconds(lambda b: len(step(b)["pixel_values"]), collated, repeats),
+        ),
+    ]
+    expected = [collator([per_sample[index] for index in indices])["pixel_values"] for indices in batches]
+    std = torch.tensor(preprocessor.image_std).view(3, 1, 1)  # pixel_values * std * 255 are grey levels
+
+    def grey_levels(batches_):
+        return max(
+            ((step(batch)["pixel_values"].cpu() - reference) * std * 255).abs().max().item()
+            for batch, reference in zip(batches_, expected)
+        )
+
+    rows.append(("max difference device step (CPU) vs per-sample path, grey levels", grey_levels(collated)))
+    if torch.cuda.is_available():
+        on_gpu = [
+            {key: value.cuda() if torch.is_tensor(value) else value for key, value in batch.items()}
+            for batch in collated
+        ]
+
+        def gpu_step(batch):
+            videos = len(step(batch)["pixel_values"])
+            torch.cuda.synchronize()
+            return videos
+
+        gpu_step(on_gpu[0])  # warm-up: kernels load on first use
+        rows.append(("device step on the GPU", per_batch_seconds(gpu_step, on_gpu, repeats)))
+        rows.append(("max difference device step (GPU) vs per-sample path, grey levels", grey_levels(on_gpu)))
+    return rows
 
 
 def main() -> None:
@@ -150,6 +224,7 @@ def main() -> None:
         uncached = epoch_seconds(dataset, collator, args.workers)
         cached_dataset = VideoTextDataset(records, preprocessor, num_frames=args.num_frames, cache=str(root / "cache"))
         cached = epoch_seconds(cached_dataset, collator, args.workers)
+        training = training_path(records, preprocessor, str(root / "cache"), args.num_frames, args.repeats)
 
     print(
         f"\n{args.num_videos} clips of {args.seconds} s at {args.fps} fps, {args.width}x{args.height}, keyframe every "
@@ -166,6 +241,23 @@ def main() -> None:
     print(f"{'uncached (decode every video)':<50}{uncached:>10.2f}{args.num_videos / uncached:>10.1f}")
     print(f"{'cached (read the frame cache)':<50}{cached:>10.2f}{args.num_videos / cached:>10.1f}")
     print(f"{'building the cache (once)':<50}{build:>10.2f}{args.num_videos / build:>10.1f}")
+
+    print("\ntraining data from the cache, per video, batch 8 (crop + flip + resize to 224 + normalise)")
+    print(f"{'':<50}{'ms/video':>10}{'videos/s':>10}")
+    timings = dict(training)
+    for name, seconds in training:
+        if name.startswith("max"):
+            print(f"{name}: {seconds:.3g}")
+        else:
+            print(f"{name:<50}{seconds * 1000:>10.2f}{1 / seconds:>10.1f}")
+    old = timings["per-sample CPU preprocessing (today's worker)"]
+    worker = timings["uint8 + crop box (device path's worker)"]
+    cpu_step = timings["device step on the CPU, 1 thread"]
+    print(f"per worker, device path vs per-sample path: {old / worker:.1f}x the videos/s (target: 10x)")
+    print(f"one process doing both on the CPU (worker part + device step): {old / (worker + cpu_step):.2f}x")
+    if "device step on the GPU" in timings:
+        gpu_step = timings["device step on the GPU"]
+        print(f"worker part + device step on the GPU: {old / (worker + gpu_step):.1f}x the per-sample path")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Throughput and peak memory of `vop train` against the bare model step, at ViT-B/32 geometry on the CPU.
+"""Throughput, data wait and peak memory of `vop train` against the bare model step, at ViT-B/32 geometry.
 
 Both parts use the same randomly initialised ViT-B/32 CLIP (`CLIPConfig()` defaults, nothing downloaded) with the
 same VoP adapter, batch size and frame count, each in a fresh process so that peak memory is its own:
@@ -6,13 +6,19 @@ same VoP adapter, batch size and frame count, each in a fresh process so that pe
 - **bare step**: one pre-collated batch held in memory; per step `VideoTextEncoder` forward, symmetric loss,
   backward, gradient clipping, AdamW step. No accelerate, no data loading, no logging.
 - **vop train**: the `vop train` command (through `peft_vop.cli.main`) on synthetic-world clips read from a frame
-  cache built by `vop prepare`, with per-step logging to TensorBoard and the progress bar.
+  cache built by `vop prepare`, with per-step logging (TensorBoard unless `--report-to none`) and the progress bar;
+  its loader workers hand over `uint8` frames and the step crops, resizes, flips and normalises them on the device.
+  `vop train` reports the part of its training time it waited for data; that fraction is printed too.
+
+`--device cuda --mixed-precision bf16` runs both on the GPU (the bare step under bf16 autocast, synchronised every
+step, as `vop train`'s per-step logging synchronises); `--device cpu` hides any GPU from both.
 
 Step time is the interval between consecutive optimizer steps (a global `Optimizer` step hook), after warm-up steps,
 so model loading and the final save are outside it. The overhead of the loop (data loading, accelerate, logging) is
 `vop train` step time / bare step time - 1.
 
     python benchmarks/bench_train.py --batch-size 4 --steps 6 --warmup 2
+    python benchmarks/bench_train.py --device cuda --mixed-precision bf16 --batch-size 32 --steps 20 --warmup 5
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -102,7 +109,7 @@ def bare_step(args: argparse.Namespace, assets: dict[str, str]) -> dict[str, lis
     from transformers import CLIPModel
 
     from peft_vop.training import TrainingConfig, VideoTextEncoder, symmetric_contrastive_loss
-    from peft_vop.training.data import build_train_data
+    from peft_vop.training.data import build_train_data, device_step
 
     config = TrainingConfig(
         model_name_or_path=assets["model"],
@@ -114,19 +121,26 @@ def bare_step(args: argparse.Namespace, assets: dict[str, str]) -> dict[str, lis
     )
     dataset, collate = build_train_data(config)
     batch = collate([dataset[index] for index in range(args.batch_size)])
+    batch = {key: value.to(args.device) if torch.is_tensor(value) else value for key, value in batch.items()}
+    batch = device_step(collate)(batch)
     batch = {key: batch[key] for key in ("input_ids", "attention_mask", "pixel_values")}
-    model = get_peft_model(CLIPModel.from_pretrained(assets["model"]), config.adapter_config())
+    model = get_peft_model(CLIPModel.from_pretrained(assets["model"]), config.adapter_config()).to(args.device)
     encoder = VideoTextEncoder(model).train()
     trainable = [parameter for parameter in encoder.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=0.2)
     logit_scale = encoder.logit_scale.detach()
+    autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.mixed_precision == "bf16")
     stamps = record_steps()
     for _ in range(args.warmup + args.steps + 1):
-        video_embeds, text_embeds = encoder(**batch)
-        symmetric_contrastive_loss(text_embeds, video_embeds, logit_scale).backward()
+        with autocast:
+            video_embeds, text_embeds = encoder(**batch)
+            loss = symmetric_contrastive_loss(text_embeds, video_embeds, logit_scale)
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         optimizer.zero_grad()
+        if args.device == "cuda":
+            torch.cuda.synchronize()
     return stamps
 
 
@@ -144,8 +158,7 @@ def interleaved(args: argparse.Namespace, assets: dict[str, str]) -> None:
     from transformers import CLIPModel, get_cosine_schedule_with_warmup
 
     from peft_vop.training import TrainingConfig, VideoTextEncoder, contrastive_step, symmetric_contrastive_loss
-    from peft_vop.training.data import build_train_data
-    from peft_vop.training.loop import default_workers
+    from peft_vop.training.data import build_train_data, choose_loader_settings, device_step
     from peft_vop.training.sampling import EpochShuffleSampler, SeededSamples
 
     config = TrainingConfig(
@@ -159,7 +172,8 @@ def interleaved(args: argparse.Namespace, assets: dict[str, str]) -> None:
         num_workers=args.num_workers,
     )
     dataset, collate = build_train_data(config)
-    fixed = collate([dataset[index] for index in range(args.batch_size)])
+    prepare_batch = device_step(collate)
+    fixed = prepare_batch(collate([dataset[index] for index in range(args.batch_size)]))
     fixed = {key: fixed[key] for key in ("input_ids", "attention_mask", "pixel_values")}
     encoder = VideoTextEncoder(get_peft_model(CLIPModel.from_pretrained(assets["model"]), config.adapter_config()))
     encoder.train()
@@ -173,7 +187,7 @@ def interleaved(args: argparse.Namespace, assets: dict[str, str]) -> None:
         sampler=EpochShuffleSampler(len(dataset), args.seed),
         drop_last=True,
         collate_fn=collate,
-        num_workers=default_workers(args.num_workers, use_cpu=True, cached=True),
+        **choose_loader_settings(args.num_workers, use_cpu=True, cached=True).loader_kwargs(),
     )
     prepared, optimizer, loader, scheduler = accelerator.prepare(encoder, optimizer, loader, scheduler)
     logit_scale = encoder.logit_scale.detach()
@@ -202,7 +216,7 @@ def interleaved(args: argparse.Namespace, assets: dict[str, str]) -> None:
         marks.append(clock())
         batch = next(batches)
         marks.append(clock())
-        loop_step(batch)
+        loop_step(prepare_batch(batch))
         marks.append(clock())
         if repetition >= args.warmup:
             for name, start, end in zip(times, marks, marks[1:]):
@@ -255,7 +269,9 @@ def vop_train(args: argparse.Namespace, assets: dict[str, str], output_dir: str)
             "--logging-steps",
             "1",
             "--report-to",
-            "tensorboard",
+            args.report_to,
+            "--mixed-precision",
+            args.mixed_precision,
             *(["--num-workers", str(args.num_workers)] if args.num_workers is not None else []),
             "--seed",
             str(args.seed),
@@ -275,6 +291,7 @@ def child(args: argparse.Namespace) -> None:
         stamps = bare_step(args, assets)
     else:
         stamps = vop_train(args, assets, str(Path(args.assets).parent / "run"))
+        sys.stdout.flush()
     ends, starts = stamps["end"], stamps["start"]
     steps = range(args.warmup + 1, len(ends))  # step k runs from end[k-1] to end[k]
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
@@ -306,6 +323,13 @@ def main() -> None:
         action="store_true",
         help="instead: alternate bare and loop steps in one process (noisy hosts)",
     )
+    parser.add_argument(
+        "--num-videos", type=int, help="videos to generate (default: enough for one epoch of all the steps)"
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--mixed-precision", choices=("no", "bf16"), default="no")
+    parser.add_argument("--report-to", default="tensorboard", help="vop train's tracker (default: tensorboard)")
+    parser.add_argument("--output", help="also write the results as JSON here")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--part", choices=("bare", "train"), help=argparse.SUPPRESS)
     parser.add_argument("--assets", help=argparse.SUPPRESS)
@@ -318,7 +342,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as directory:
         started = time.perf_counter()
-        num_videos = args.batch_size * (args.warmup + args.steps + 2)
+        num_videos = args.num_videos or args.batch_size * (args.warmup + args.steps + 2)
         assets = build_assets(Path(directory), num_videos, args.num_frames, args.seed)
         assets_file = Path(directory) / "assets.json"
         assets_file.write_text(json.dumps(assets))
@@ -328,16 +352,31 @@ def main() -> None:
             return
         forwarded = [
             f"--{name.replace('_', '-')}={getattr(args, name)}"
-            for name in ("batch_size", "num_frames", "steps", "warmup", "variant", "num_workers", "seed")
+            for name in (
+                "batch_size",
+                "num_frames",
+                "steps",
+                "warmup",
+                "variant",
+                "num_workers",
+                "seed",
+                "device",
+                "mixed_precision",
+                "report_to",
+            )
             if getattr(args, name) is not None
         ]
         # Steps of all rounds are pooled per part; alternating the parts spreads a busy host's load over both.
         results: dict[str, dict] = {}
+        waits: list[float] = []
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        if args.device == "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = ""  # vop train would otherwise take a GPU
         for _ in range(args.rounds):
             for part in ("bare", "train"):
                 completed = subprocess.run(
                     [sys.executable, __file__, f"--part={part}", f"--assets={assets_file}", *forwarded],
-                    env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])},
+                    env=env,
                     capture_output=True,
                     text=True,
                     check=False,
@@ -345,15 +384,17 @@ def main() -> None:
                 if completed.returncode != 0:
                     raise RuntimeError(f"{part} failed:\n{completed.stderr[-3000:]}")
                 measured = json.loads(completed.stdout.strip().splitlines()[-1])
+                waits += [float(value) for value in re.findall(r"waited for data ([\d.]+)%", completed.stdout)]
                 pooled = results.setdefault(part, {"peak_rss_mib": 0.0})
                 pooled["peak_rss_mib"] = max(pooled["peak_rss_mib"], measured["peak_rss_mib"])
                 for key in ("step_seconds", "model_seconds", "outside_seconds"):
                     pooled.setdefault(key, []).extend(measured[key])
 
     bare, loop = (statistics.median(results[part]["step_seconds"]) for part in ("bare", "train"))
+    where = f"CPU ({torch.get_num_threads()} threads)" if args.device == "cpu" else torch.cuda.get_device_name()
     print(
         f"ViT-B/32 (CLIPConfig() defaults, random init), variant {args.variant}, {args.num_frames} frames, batch "
-        f"{args.batch_size}, CPU ({torch.get_num_threads()} threads), median of {args.rounds} x {args.steps} steps "
+        f"{args.batch_size}, {where}, mixed precision {args.mixed_precision}, median of {args.rounds} x {args.steps} steps "
         f"after {args.warmup} warm-up each; vop train with a frame cache, "
         f"{'its default' if args.num_workers is None else args.num_workers} loader workers, logging every step"
     )
@@ -368,8 +409,16 @@ def main() -> None:
             f"{results[part]['peak_rss_mib']:>12.0f} |"
         )
     print(f"loop overhead over the bare step: {100 * (loop / bare - 1):+.1f}% (target: under 10%)")
+    target = 5 if args.device == "cpu" else 10
+    print(
+        f"vop train waited for data {', '.join(f'{value:.1f}%' for value in waits)} of its training time "
+        f"(as it reports it; target: at most {target}%)"
+    )
     for part in ("bare", "train"):
         print(f"{part} step times (s): {', '.join(f'{value:.3f}' for value in results[part]['step_seconds'])}")
+    if args.output:
+        summary = {"arguments": vars(args), "bare_seconds": bare, "train_seconds": loop, "data_wait_percent": waits}
+        Path(args.output).write_text(json.dumps({**summary, "parts": results}, indent=2))
 
 
 if __name__ == "__main__":

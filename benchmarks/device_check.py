@@ -14,6 +14,7 @@ import sys
 import traceback
 from pathlib import Path
 
+import numpy as np
 import torch
 from peft import get_peft_model
 
@@ -157,6 +158,36 @@ def _compile():
     error = abs(eager.item() - compiled.item())
     assert error < 1e-4, error
     return {"loss_abs_error": error}
+
+
+@check("device-side frame preprocessing: training crops within 1 grey level of the CPU, evaluation equal")
+def _frame_preprocessing():
+    from transformers import CLIPImageProcessor
+
+    from peft_vop.data import CropBox, DeviceFramePreprocessor, FramePreprocessor
+
+    preprocessor = FramePreprocessor.from_image_processor(CLIPImageProcessor())  # ViT-B/32: 224 px, bicubic
+    step = DeviceFramePreprocessor(preprocessor)
+    rng = np.random.default_rng(0)
+    # Smooth frames (as video is) and noise (the worst case for a resampling filter's rounding).
+    ramp = np.linspace(0, 255, 298, dtype=np.float32)[None, :] * np.linspace(0.2, 1, 224, dtype=np.float32)[:, None]
+    smooth = np.broadcast_to(ramp, (8, 12, 3, 224, 298)).astype(np.uint8)
+    noise = rng.integers(0, 256, (8, 12, 3, 224, 298), dtype=np.uint8)
+    details = {}
+    for name, frames in (("smooth", smooth), ("noise", noise)):
+        frames = torch.from_numpy(np.ascontiguousarray(frames))
+        crops = [preprocessor.draw_crop(224, 298, rng) for _ in range(len(frames))]
+        centered = [CropBox(0, 37, 224, 224)] * len(frames)  # evaluation: a center crop, no resize
+        grey = torch.tensor(preprocessor.image_std).view(3, 1, 1) * 255
+        on_cpu = step.pixel_values(frames, crops)
+        on_device = step.pixel_values(frames.to(DEVICE), crops).cpu()
+        details[f"train_{name}_max_grey_levels"] = ((on_device - on_cpu) * grey).abs().max().item()
+        details[f"eval_{name}_equal"] = torch.equal(
+            step.pixel_values(frames.to(DEVICE), centered).cpu(), step.pixel_values(frames, centered)
+        )
+    assert all(details[key] for key in details if key.startswith("eval")), details
+    assert max(details[key] for key in details if key.startswith("train")) <= 1.0 + 1e-3, details
+    return details
 
 
 def main() -> None:

@@ -3,15 +3,28 @@
 # test suite on that machine's torch, and GPU timings. Wheels of the versions we test with travel in .device/
 # (gitignored; the device machine has no network). Fill it for the device's Python (3.12) before the run:
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 -d .device \
-#       transformers==5.24.0 peft==0.21.2 regex safetensors tokenizers huggingface_hub
+#       transformers==5.24.0 peft==0.21.2 regex safetensors tokenizers huggingface_hub accelerate av tqdm
 # and run it with the `run` tool's carry=[".device"].
+# Sections: `bash benchmarks/device_run.sh data` runs the data-path measurements only, `tuner` the tuner's; both
+# by default, data first.
 set -uo pipefail
+SECTIONS=${*:-data tuner}
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .device/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers, peft; print(torch.__version__, transformers.__version__, peft.__version__)" | tee -a "$OUT/gpu.txt"
+if want data; then
+# Device-side preprocessing (issue 12): per-worker videos/s of the old and new data paths, the device step on the
+# GPU and its largest difference from the CPU path; then vop train's data wait at ViT-B/32, bf16, batch 32, with
+# the loader workers vop train chooses (target: at most 10% of the training time).
+timeout 150 python3 benchmarks/bench_data.py --num-videos 16 --seconds 4 --workers 2 2>&1 | grep -v Warn | tee "$OUT/bench_data.log"
+timeout 330 python3 benchmarks/bench_train.py --device cuda --mixed-precision bf16 --batch-size 32 --steps 20 --warmup 5 --num-videos 256 \
+    --report-to none --output "$OUT/bench_train_b32_bf16.json" 2>&1 | grep -v Warn | tail -15 | tee "$OUT/bench_train.log"
+fi
+want tuner || exit 0
 timeout 150 python3 benchmarks/device_check.py --output "$OUT/device_check.json" 2>&1 | grep -v Warning | tee "$OUT/device_check.log"
 timeout 120 python3 -m pytest tests/tuner -q -x -p no:cacheprovider -n 8 2>&1 | tail -5 | tee "$OUT/tuner_tests.log"
 timeout 120 python3 benchmarks/bench_tuner.py encode train --geometry b32 --device cuda --repeats 15 --output "$OUT/bench_b32_cuda.json" 2>&1 | grep -v Warn | tee "$OUT/bench.log"

@@ -13,7 +13,8 @@ from .benchmarks import (
 from .cache import CacheBuildReport, CachedFrames, FrameCache, FrameCacheError, build_frame_cache
 from .dataset import ERROR_POLICIES, VideoTextCollator, VideoTextDataset
 from .decoding import DecodedVideo, VideoDecodeError, VideoReader, read_video
-from .preprocessing import FramePreprocessor
+from .device_preprocessing import DeviceFramePreprocessor
+from .preprocessing import CropBox, FramePreprocessor
 from .records import HFVideoRecords, VideoRecord, read_annotations, write_annotations
 from .sampling import SAMPLING_MODES, frame_segments, sample_frame_indices
 
@@ -25,7 +26,9 @@ __all__ = [
     "Benchmark",
     "CacheBuildReport",
     "CachedFrames",
+    "CropBox",
     "DecodedVideo",
+    "DeviceFramePreprocessor",
     "FrameCache",
     "FrameCacheError",
     "FramePreprocessor",

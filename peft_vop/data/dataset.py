@@ -5,6 +5,11 @@ resize as the checkpoint's processor does -> center crop (evaluation) or one ran
 the whole clip (training) -> `uint8 [F, 3, H, W]`. The collator stacks a batch, normalises it into
 `pixel_values [B, F, 3, H, W]` and tokenises the captions.
 
+With `device_preprocessing=True` the worker stops after the resize (and the center crop, a plain slice): the item
+holds the `uint8` frames and the drawn `CropBox`, the collator stacks them into `frames` and `crops`, and
+`DeviceFramePreprocessor` crops, resizes, flips and normalises the whole batch on the training device. The draws
+are the same either way.
+
 Unreadable videos follow `on_error`:
 
 - `"raise"` (default): the first missing, empty, corrupt or truncated file, or unreadable frame, raises
@@ -24,7 +29,7 @@ Skipped videos and repaired frames are never silent: every batch lists them (`ba
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -33,13 +38,14 @@ from torch.utils.data import Dataset
 
 from .cache import FrameCache, FrameCacheError
 from .decoding import VideoDecodeError, read_video
-from .preprocessing import FramePreprocessor
+from .preprocessing import CropBox, FramePreprocessor
 from .records import VideoRecord
 from .sampling import SAMPLING_MODES, SamplingMode
 
 
 ErrorPolicy = Literal["raise", "repair", "skip"]
 ERROR_POLICIES: tuple[str, ...] = ("raise", "repair", "skip")
+AUGMENTATIONS: tuple[str, ...] = ("crop", "flip")
 
 # Independent random streams per (seed, epoch, video): which frames, which crop, which caption.
 _FRAMES_STREAM, _CROP_STREAM, _CAPTION_STREAM = 0, 1, 2
@@ -61,10 +67,13 @@ class VideoTextDataset(Dataset):
         train (`bool`, *optional*, defaults to `False`):
             Training augmentation (random resized crop + flip, a random caption per video) instead of a center
             crop and the first caption.
-        augment (`bool`, *optional*, defaults to `True`):
-            With `train=True`, whether to apply the random resized crop and flip. Turn it off for data whose
-            captions name positions or directions ("moves left"), which a flip or crop would contradict; the
-            caption is still drawn at random.
+        augment (`bool` or `Collection[str]`, *optional*, defaults to `True`):
+            With `train=True`, which augmentations to apply: `True` for both the random resized crop and the
+            horizontal flip, `False` for neither, or a collection naming some of `"crop"` and `"flip"`. Turn them off
+            for data whose captions name positions or directions ("moves left"), which a flip or crop would
+            contradict; the caption is still drawn at random. The crop box and the flip are drawn whichever are
+            applied, so a flip does not change when the crop is switched off. Without the crop, frames are center
+            cropped as in evaluation.
         seed (`int`, *optional*, defaults to 0):
             Seed of all randomness; with the epoch (`set_epoch`) and the video index it fixes the frames, crop and
             caption of an item, whatever worker loads it.
@@ -75,6 +84,9 @@ class VideoTextDataset(Dataset):
             whose source file changed since are decoded again.
         each_caption (`bool`, *optional*, defaults to `False`):
             One item per (video, caption) pair, as X-Pool trains on MSR-VTT, instead of one item per video.
+        device_preprocessing (`bool`, *optional*, defaults to `False`):
+            Leave the training crop, the flip and the normalisation to `DeviceFramePreprocessor` on the training
+            device: items hold the resized (evaluation: center-cropped) `uint8` frames and their `crop`.
 
     Example:
 
@@ -96,11 +108,12 @@ class VideoTextDataset(Dataset):
         num_frames: int = 12,
         sampling: SamplingMode = "uniform",
         train: bool = False,
-        augment: bool = True,
+        augment: bool | Collection[str] = True,
         seed: int = 0,
         on_error: ErrorPolicy = "raise",
         cache: FrameCache | str | None = None,
         each_caption: bool = False,
+        device_preprocessing: bool = False,
     ):
         if num_frames < 1:
             raise ValueError(f"`num_frames` must be at least 1; got {num_frames}.")
@@ -118,7 +131,8 @@ class VideoTextDataset(Dataset):
         self.num_frames = num_frames
         self.sampling = sampling
         self.train = train
-        self.augment = augment
+        self.augment = _augmentations(augment)
+        self.device_preprocessing = device_preprocessing
         self.seed = seed
         self.on_error = on_error
         self.each_caption = each_caption
@@ -223,27 +237,48 @@ class VideoTextDataset(Dataset):
                 "last good frame.",
                 stacklevel=2,
             )
-        if self.train and self.augment:
-            frames = self.preprocessor.random_resized_crop(frames, self._rng(video_index, _CROP_STREAM))
-        else:
-            frames = self.preprocessor.center_crop(frames)
+        frames, crop = self._crop(frames, video_index)
+        # Without device preprocessing the crop happens here; a box that leaves the frames as they are (every center
+        # crop: the whole frame, at the output size, unflipped) is skipped.
+        unchanged = crop == CropBox(0, 0, *frames.shape[-2:]) and crop[2:4] == self.preprocessor.output_size
+        if not self.device_preprocessing and not unchanged:
+            frames = self.preprocessor.crop_resize(frames, crop).to(torch.uint8)
         if caption_index is None and record.captions:
             caption_index = (
                 int(self._rng(video_index, _CAPTION_STREAM).integers(len(record.captions))) if self.train else 0
             )
-        return {
+        item = {
             "frames": frames,  # uint8 [F, 3, H, W]
             "caption": record.captions[caption_index] if caption_index is not None else None,
             "video_index": video_index,
             "repaired": {"name": record.name, "frames": len(repeated)} if repeated else None,
         }
+        if self.device_preprocessing:
+            item["crop"] = crop
+        return item
+
+    def _crop(self, frames: torch.Tensor, video_index: int) -> tuple[torch.Tensor, CropBox]:
+        """The frames after the worker's part of the crop, and the box (and flip) still to apply to them."""
+        if self.train and self.augment:
+            if "crop" in self.augment:
+                self.preprocessor.check_random_crop()
+            drawn = self.preprocessor.draw_crop(*frames.shape[-2:], self._rng(video_index, _CROP_STREAM))
+            flip = drawn.flip and "flip" in self.augment
+            if "crop" in self.augment:
+                return frames, drawn._replace(flip=flip)
+            frames = self.preprocessor.center_crop(frames)
+            return frames, CropBox(0, 0, *frames.shape[-2:], flip)
+        frames = self.preprocessor.center_crop(frames)
+        return frames, CropBox(0, 0, *frames.shape[-2:])
 
 
 class VideoTextCollator:
     """Batch `VideoTextDataset` items into model inputs.
 
     Returns a `dict` with
-    - `pixel_values` (`torch.FloatTensor [B, F, 3, H, W]`): normalised with the checkpoint's mean/std;
+    - `pixel_values` (`torch.FloatTensor [B, F, 3, H, W]`): normalised with the checkpoint's mean/std; or, for
+      items of a dataset with `device_preprocessing=True`, `frames` (`torch.ByteTensor [B, F, 3, H, W]`, zero-padded
+      to the largest video) and `crops` (`list[CropBox]`) for `DeviceFramePreprocessor`;
     - `input_ids`, `attention_mask` (`torch.LongTensor [B, L]`): the captions, tokenised (if a tokenizer is
       given);
     - `video_index` (`torch.LongTensor [B]`): position of each video in the dataset's records;
@@ -280,7 +315,11 @@ class VideoTextCollator:
             "repaired": [item["repaired"] for item in kept if item["repaired"]],
             "video_index": torch.tensor([item["video_index"] for item in kept], dtype=torch.long),
         }
-        if kept:
+        if kept and "crop" in kept[0]:
+            # B x [F, 3, H_i, W_i] -> [B, F, 3, max H_i, max W_i], uint8, for DeviceFramePreprocessor
+            batch["frames"] = _stack_padded([item["frames"] for item in kept])
+            batch["crops"] = [item["crop"] for item in kept]
+        elif kept:
             # B x [F, 3, H, W] -> [B, F, 3, H, W]
             batch["pixel_values"] = self.preprocessor.normalize(torch.stack([item["frames"] for item in kept]))
         else:
@@ -296,3 +335,22 @@ class VideoTextCollator:
             batch["input_ids"] = text["input_ids"]
             batch["attention_mask"] = text["attention_mask"]
         return batch
+
+
+def _augmentations(augment: bool | Collection[str]) -> frozenset[str]:
+    if isinstance(augment, bool):
+        return frozenset(AUGMENTATIONS if augment else ())
+    if isinstance(augment, str) or not all(name in AUGMENTATIONS for name in augment):
+        raise ValueError(f"`augment` must be a bool or a collection of {AUGMENTATIONS}; got {augment!r}.")
+    return frozenset(augment)
+
+
+def _stack_padded(videos: list[torch.Tensor]) -> torch.Tensor:
+    """Stack `[F, 3, H_i, W_i]` tensors into `[B, F, 3, max H_i, max W_i]`, zero-padded at the bottom and right."""
+    height, width = max(video.shape[-2] for video in videos), max(video.shape[-1] for video in videos)
+    if all(video.shape[-2:] == (height, width) for video in videos):
+        return torch.stack(videos)
+    stacked = videos[0].new_zeros(len(videos), *videos[0].shape[:-2], height, width)
+    for index, video in enumerate(videos):
+        stacked[index, ..., : video.shape[-2], : video.shape[-1]] = video
+    return stacked

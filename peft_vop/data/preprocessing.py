@@ -6,9 +6,12 @@ split in the three places it is needed:
 
 1. `resize` (when decoding, and what a frame cache stores): the processor's resize, e.g. shortest side to 224 with
    bicubic resampling, through `transformers.image_transforms`, so the result is exactly the processor's.
-2. `center_crop` (evaluation) or `random_resized_crop` (training: one crop box and one flip for all frames of a
-   video), applied to the `uint8` frames of one video.
-3. `normalize` (in the collator): rescale to `[0, 1]` and standardise with the processor's mean and std.
+2. `center_crop` (evaluation) or a random resized crop (training: `draw_crop` draws one `CropBox` and flip for all
+   frames of a video, `crop_resize` applies it), on the `uint8` frames of one video.
+3. `normalize`: rescale to `[0, 1]` and standardise with the processor's mean and std.
+
+Steps 2 (the training crop) and 3 run either per video on the CPU (`random_resized_crop` in the dataset, `normalize`
+in the collator) or batched on the training device (`DeviceFramePreprocessor`), with the same code.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -31,6 +34,24 @@ _TORCH_INTERPOLATION = {
     int(PILImageResampling.BILINEAR): "bilinear",
     int(PILImageResampling.BICUBIC): "bicubic",
 }
+
+
+class CropBox(NamedTuple):
+    """Where to crop the frames of one video, and whether to flip them (one draw shared by all its frames).
+
+    Args:
+        top (`int`): first row of the box in the resized frames.
+        left (`int`): first column.
+        height (`int`): rows of the box.
+        width (`int`): columns of the box.
+        flip (`bool`): whether the cropped clip is flipped horizontally.
+    """
+
+    top: int
+    left: int
+    height: int
+    width: int
+    flip: bool = False
 
 
 def _size_entry(size: Any, key: str) -> int | None:
@@ -222,6 +243,68 @@ class FramePreprocessor:
         ]
         return torch.from_numpy(np.stack(cropped)).to(torch.uint8)
 
+    def draw_crop(
+        self,
+        height: int,
+        width: int,
+        rng: np.random.Generator,
+        scale: tuple[float, float] = (0.5, 1.0),
+        ratio: tuple[float, float] = (3 / 4, 4 / 3),
+        flip_probability: float = 0.5,
+    ) -> CropBox:
+        """Draw the training augmentation of one video: a crop box and whether to flip, shared by all its frames.
+
+        The box is drawn as torchvision's `RandomResizedCrop` draws it (area fraction in `scale`, log-uniform aspect
+        ratio in `ratio`, 10 tries, then a center crop), then the flip with probability `flip_probability`, in that
+        order, from `rng`.
+
+        Args:
+            height (`int`):
+                Height of the resized frames.
+            width (`int`):
+                Width of the resized frames.
+            rng (`numpy.random.Generator`):
+                Randomness, seeded per video and epoch by the dataset.
+            scale (`tuple[float, float]`, *optional*, defaults to `(0.5, 1.0)`):
+                Range of the crop area as a fraction of the frame area.
+            ratio (`tuple[float, float]`, *optional*, defaults to `(3/4, 4/3)`):
+                Range of the crop aspect ratio (width / height).
+            flip_probability (`float`, *optional*, defaults to 0.5):
+                Probability of flipping the clip horizontally.
+
+        Returns:
+            `CropBox`.
+        """
+        top, left, crop_height, crop_width = _random_crop_box(height, width, rng, scale, ratio)
+        return CropBox(top, left, crop_height, crop_width, bool(rng.random() < flip_probability))
+
+    def crop_resize(self, frames: torch.Tensor, box: CropBox) -> torch.Tensor:
+        """Cut `box` out of the frames of one video, resize it to the output size, and flip it if `box.flip`.
+
+        The same code runs on the CPU (in a loader worker, `random_resized_crop`) and on the training device
+        (`DeviceFramePreprocessor`): a box of the output size is only sliced, any other is resized in float with
+        the processor's filter (antialiased) and rounded to whole grey levels, as a `uint8` image would be.
+
+        Args:
+            frames (`torch.Tensor` of shape `[F, 3, H, W]`, `uint8` or `float`):
+                Resized frames of one video.
+            box (`CropBox`):
+                The crop; it must lie inside the frames.
+
+        Returns:
+            `torch.Tensor` of shape `[F, 3, crop_height, crop_width]`, `float32` holding whole numbers in `[0, 255]`.
+        """
+        output_size = self.output_size or (box.height, box.width)
+        # [F, 3, H, W] -> [F, 3, box.height, box.width] -> [F, 3, crop_height, crop_width]
+        crop = frames[:, :, box.top : box.top + box.height, box.left : box.left + box.width].float()
+        if (box.height, box.width) != tuple(output_size):
+            mode = self._interpolation_mode()
+            crop = torch.nn.functional.interpolate(
+                crop, size=output_size, mode=mode, antialias=mode != "nearest-exact"
+            )
+            crop = crop.round_().clamp_(0, 255)
+        return crop.flip(-1) if box.flip else crop
+
     def random_resized_crop(
         self,
         frames: torch.Tensor,
@@ -230,11 +313,7 @@ class FramePreprocessor:
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         flip_probability: float = 0.5,
     ) -> torch.Tensor:
-        """Training augmentation: one random resized crop and one horizontal flip, shared by all frames.
-
-        The crop box is drawn as torchvision's `RandomResizedCrop` draws it (area fraction in `scale`, log-uniform
-        aspect ratio in `ratio`, 10 tries, then a center crop), resized to the crop size with the processor's
-        filter, and the whole clip is flipped with probability `flip_probability`.
+        """Training augmentation on the CPU: `draw_crop`, then `crop_resize` (one crop and flip for all frames).
 
         Args:
             frames (`torch.Tensor` of shape `[F, 3, H, W]`, `uint8`):
@@ -251,48 +330,54 @@ class FramePreprocessor:
         Returns:
             `torch.Tensor` of shape `[F, 3, crop_height, crop_width]`, `uint8`.
         """
+        self.check_random_crop()
+        box = self.draw_crop(*frames.shape[-2:], rng, scale, ratio, flip_probability)
+        return self.crop_resize(frames, box).to(torch.uint8)
+
+    def check_random_crop(self) -> None:
+        """Raise `ValueError` if the processor's settings do not allow a random resized crop."""
         if self.output_size is None:
             raise ValueError(
                 "A random resized crop needs an output size: the image processor has neither `crop_size` nor a "
                 "fixed `size`."
             )
+        self._interpolation_mode()
+
+    def _interpolation_mode(self) -> str:
         if self.resample not in _TORCH_INTERPOLATION:
             raise ValueError(
                 f"The training crop supports the resampling filters {sorted(_TORCH_INTERPOLATION)} "
                 f"(nearest, bilinear, bicubic); the image processor uses {self.resample}."
             )
-        height, width = frames.shape[-2:]
-        top, left, crop_height, crop_width = _random_crop_box(height, width, rng, scale, ratio)
-        # [F, 3, H, W] -> [F, 3, h, w] -> [F, 3, crop_height, crop_width]
-        crop = frames[:, :, top : top + crop_height, left : left + crop_width].float()
-        mode = _TORCH_INTERPOLATION[self.resample]
-        crop = torch.nn.functional.interpolate(
-            crop, size=self.output_size, mode=mode, antialias=mode != "nearest-exact"
-        )
-        crop = crop.round_().clamp_(0, 255).to(torch.uint8)
-        if rng.random() < flip_probability:
-            crop = crop.flip(-1)
-        return crop
+        return _TORCH_INTERPOLATION[self.resample]
 
     # --- 3. normalise (collator) ---------------------------------------------------------------------------
 
-    def normalize(self, frames: torch.Tensor) -> torch.Tensor:
-        """Rescale and standardise `uint8` frames into the model's `pixel_values`.
+    def normalization_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(scale, shift)` of shape `[3, 1, 1]`, `float32`, such that `normalize(x) = x * scale - shift`.
 
-        Args:
-            frames (`torch.Tensor` of shape `[..., 3, H, W]`, `uint8`):
-                Cropped frames.
-
-        Returns:
-            `torch.Tensor` of the same shape, `float32`.
+        `(x * rescale - mean) / std` as one multiply and one subtract; computed on the CPU, so that every device
+        multiplies by the same float32 numbers.
         """
-        # (x * rescale - mean) / std as one multiply and one subtract, in place on the float copy.
         scale = torch.full((3, 1, 1), self.rescale_factor if self.rescale_factor is not None else 1.0)
         shift = torch.zeros(3, 1, 1)
         if self.image_mean is not None:
             std = torch.tensor(self.image_std).view(3, 1, 1)
             scale /= std
             shift = torch.tensor(self.image_mean).view(3, 1, 1) / std
+        return scale, shift
+
+    def normalize(self, frames: torch.Tensor) -> torch.Tensor:
+        """Rescale and standardise cropped frames into the model's `pixel_values`, on the frames' device.
+
+        Args:
+            frames (`torch.Tensor` of shape `[..., 3, H, W]`, `uint8` or `float32`):
+                Cropped frames with values in `[0, 255]`; a `float32` tensor is normalised in place.
+
+        Returns:
+            `torch.Tensor` of the same shape, `float32`.
+        """
+        scale, shift = (factor.to(frames.device) for factor in self.normalization_factors())
         return frames.float().mul_(scale).sub_(shift)
 
 

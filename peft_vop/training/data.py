@@ -1,18 +1,32 @@
-"""The datasets of a `vop train` run, read with `peft_vop.data` from what the config names.
+"""The data of a `vop train` run: datasets read with `peft_vop.data` from what the config names, the loader
+settings chosen from the machine, and the clock of how long the step waits for data.
 
-Building them reads annotations, frame-cache manifests and the checkpoint's processor and tokenizer files only; no
-video is decoded, so every problem found here surfaces before a model is loaded.
+Building the datasets reads annotations, frame-cache manifests and the checkpoint's processor and tokenizer files
+only; no video is decoded, so every problem found here surfaces before a model is loaded.
+
+Training batches leave the loader workers as `uint8` frames with their crop boxes; [`device_step`] gives the
+step's data preparation that crops, resizes, flips and normalises them on the training device.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from peft_vop.data import FrameCache, FramePreprocessor, VideoRecord, VideoTextCollator, VideoTextDataset
+from peft_vop.data import (
+    DeviceFramePreprocessor,
+    FrameCache,
+    FramePreprocessor,
+    VideoRecord,
+    VideoTextCollator,
+    VideoTextDataset,
+)
 from peft_vop.data.benchmarks import BENCHMARKS, read_benchmark
 from peft_vop.data.records import read_annotations
 
@@ -86,6 +100,7 @@ def build_train_data(config: TrainingConfig) -> tuple[VideoTextDataset, VideoTex
 
     Frames are sampled with `config.train_sampling` and augmented (one random resized crop and flip per clip); the
     caption of a video is drawn from its captions anew each epoch. All draws depend on `(seed, epoch, video)` only.
+    Workers hand over `uint8` frames and crop boxes; [`device_step`] of the collator does the rest on the device.
     """
     preprocessor, tokenizer = load_processing(config.model_name_or_path)
     records = read_split(config, config.train_split)
@@ -96,11 +111,165 @@ def build_train_data(config: TrainingConfig) -> tuple[VideoTextDataset, VideoTex
         num_frames=config.num_frames,
         sampling=config.train_sampling,
         train=True,
+        augment=True,
         seed=config.seed,
         on_error=config.on_error,
         cache=cache,
+        device_preprocessing=True,
     )
     return dataset, VideoTextCollator(preprocessor, tokenizer)
+
+
+def device_step(collate_fn: Callable[..., Any] | None) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """
+    The training step's data preparation for batches of `collate_fn`, run once the batch is on the device.
+
+    Returns:
+        `Callable`: [`peft_vop.data.DeviceFramePreprocessor`] for `peft_vop`'s own collator (it crops, resizes, flips
+        and normalises `uint8` frames there); for any other collator, a function that returns the batch unchanged.
+    """
+    if isinstance(collate_fn, VideoTextCollator):
+        return DeviceFramePreprocessor(collate_fn.preprocessor)
+    return _unchanged
+
+
+def _unchanged(batch: dict[str, Any]) -> dict[str, Any]:
+    return batch
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """
+    How the training loader runs on this machine (see [`choose_loader_settings`]).
+
+    Args:
+        num_workers (`int`): loader worker processes per training process.
+        prefetch_factor (`int`, *optional*): batches each worker prepares ahead (`None` without workers).
+        persistent_workers (`bool`): whether workers live across epochs.
+        pin_memory (`bool`): whether batches are pinned, so that copies to the GPU are asynchronous.
+    """
+
+    num_workers: int
+    prefetch_factor: int | None
+    persistent_workers: bool
+    pin_memory: bool
+
+    def loader_kwargs(self) -> dict[str, Any]:
+        """These settings as `torch.utils.data.DataLoader` keyword arguments."""
+        return {
+            "num_workers": self.num_workers,
+            "prefetch_factor": self.prefetch_factor,
+            "persistent_workers": self.persistent_workers,
+            "pin_memory": self.pin_memory,
+        }
+
+
+# Loader workers per GPU process: a cached worker only reads uint8 frames (hundreds of videos/s each), a decoding
+# worker decodes and resizes (a few dozen videos/s each), so decoding takes every core there is.
+MAX_CACHED_WORKERS = 4
+MAX_DECODING_WORKERS = 16
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers and `taskset` narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def choose_loader_settings(
+    num_workers: int | None,
+    *,
+    use_cpu: bool,
+    cached: bool,
+    num_processes: int = 1,
+    cores: int | None = None,
+) -> LoaderSettings:
+    """
+    Loader workers and prefetching for `vop train`, chosen from the machine unless `num_workers` is given.
+
+    - **On CPUs**: no workers for cached frames (reading them is cheap, and worker processes would take cores from
+      the model's threads, where one busy core stalls every parallel op of the step); 2 workers when decoding (slow
+      and single-threaded, worth overlapping with the step), at most one fewer than the cores.
+    - **On GPUs**: the cores are shared by the processes of the machine, one left to each process's main loop; of
+      the rest, up to 4 workers read a frame cache, up to 16 decode.
+    - Every worker prefetches 4 batches from a cache (cheap to hold ahead) or 2 when decoding, and workers persist
+      across epochs. Batches are pinned on GPUs, so the step copies them with `non_blocking=True`.
+
+    Args:
+        num_workers (`int`, *optional*): workers per process; `None` chooses.
+        use_cpu (`bool`): whether training runs on CPUs.
+        cached (`bool`): whether frames come from a frame cache (`vop prepare`) instead of the videos.
+        num_processes (`int`, defaults to 1): training processes on this machine.
+        cores (`int`, *optional*): CPU cores to plan with; defaults to [`available_cores`].
+
+    Returns:
+        [`LoaderSettings`].
+    """
+    if num_workers is not None and num_workers < 0:
+        raise ValueError(f"`num_workers` must be 0 or more; got {num_workers}.")
+    cores = available_cores() if cores is None else cores
+    spare = max(cores // max(num_processes, 1) - 1, 1)
+    if num_workers is None:
+        if use_cpu:
+            num_workers = 0 if cached else min(2, spare)
+        else:
+            num_workers = min(MAX_CACHED_WORKERS if cached else MAX_DECODING_WORKERS, spare)
+    return LoaderSettings(
+        num_workers=num_workers,
+        prefetch_factor=(4 if cached else 2) if num_workers else None,
+        persistent_workers=num_workers > 0,
+        pin_memory=not use_cpu,
+    )
+
+
+class DataWaitClock:
+    """
+    Measures how much of the training time the step spends waiting for its next batch.
+
+    Iterate the loader through [`batches`]; wrap work that is not training (evaluation, checkpoints) in
+    [`paused`]. `fraction` is then the time spent inside the loader's `next` over the training time.
+    """
+
+    def __init__(self) -> None:
+        self.waited = 0.0
+        self.paused_seconds = 0.0
+        self.started: float | None = None
+
+    def batches(self, loader: Iterable[Any]) -> Iterator[Any]:
+        """Yield the batches of `loader`, adding the time each took to arrive to `waited`."""
+        if self.started is None:
+            self.started = time.perf_counter()
+        iterator = iter(loader)
+        while True:
+            start = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                self.waited += time.perf_counter() - start
+            yield batch
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave the time spent inside this block out of the training time."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.paused_seconds += time.perf_counter() - start
+
+    @property
+    def elapsed(self) -> float:
+        """Training time so far: since the first batch was asked for, less the paused time."""
+        if self.started is None:
+            return 0.0
+        return time.perf_counter() - self.started - self.paused_seconds
+
+    @property
+    def fraction(self) -> float | None:
+        """`waited / elapsed`, or `None` before any training time."""
+        elapsed = self.elapsed
+        return self.waited / elapsed if elapsed > 0 else None
 
 
 def build_eval_data(config: TrainingConfig) -> EvalData:

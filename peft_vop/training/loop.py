@@ -1,14 +1,19 @@
-"""The VoP training loop on `accelerate`: one function, read top to bottom.
+"""The VoP training loop on `accelerate`, read top to bottom: prepare, loop, backward through the accelerator.
 
 The same code runs on a CPU, on one GPU, and under `accelerate launch` (or `torchrun`) on many processes, GPUs or
 machines; `accelerate` brings DDP (and FSDP/DeepSpeed when configured), mixed precision and gradient accumulation.
+The decisions around the loop (when to evaluate, when to checkpoint, what to log) are the small functions and the
+logger below it; checkpoints are written by `checkpointing`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +42,7 @@ from .checkpointing import (
 )
 from .config import ConfigurationError, TrainingConfig
 from .contrastive import VideoTextEncoder, contrastive_step
-from .data import build_eval_data, build_train_data
+from .data import DataWaitClock, build_eval_data, build_train_data, choose_loader_settings, device_step
 from .evaluation import EvalData, evaluate_retrieval, is_better, prepare_eval_loaders
 from .sampling import EpochShuffleSampler, SeededSamples
 
@@ -54,6 +59,8 @@ class TrainingResult:
         best_metric (`float`, *optional*): best value of `metric_for_best_model`; the adapter is in `output_dir/best`.
         best_step (`int`, *optional*): the step of `best_metric`.
         eval_history (`list[dict]`): the metrics of every evaluation of this process's run, with their `step`.
+        data_wait_fraction (`float`, *optional*): the part of this process's training time (evaluation and
+            checkpoints left out) that the step spent waiting for its next batch.
     """
 
     output_dir: Path
@@ -62,6 +69,7 @@ class TrainingResult:
     best_metric: float | None = None
     best_step: int | None = None
     eval_history: list[dict[str, Any]] = field(default_factory=list)
+    data_wait_fraction: float | None = None
 
 
 @stops_on_signals
@@ -120,24 +128,16 @@ def train(
         log_with=config.report_to or None,
         project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / LOGS_DIR)),
         # `batch_size` is global: each loader batch is split over the processes, so the batches (and every
-        # process's negatives) are the same on 1 or N processes.
-        dataloader_config=DataLoaderConfiguration(split_batches=True),
+        # process's negatives) are the same on 1 or N processes. Pinned batches are copied to a GPU asynchronously.
+        dataloader_config=DataLoaderConfiguration(split_batches=True, non_blocking=not use_cpu),
     )
     if accelerator.mixed_precision == "fp16" and not accelerator.native_amp:
         accelerator.print("mixed_precision fp16 has no effect on a CPU: training runs in fp32.")
-    if accelerator.is_main_process:
-        if config.overwrite_output_dir:
-            reset_output_dir(output_dir)
-        remove_stale_temporaries(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        config.save(output_dir / CONFIG_NAME)
-    accelerator.wait_for_everyone()
+    prepare_output_dir(accelerator, config)
 
     # Model: frozen CLIP with a VoP adapter, wrapped so that one forward embeds both modalities.
     set_seed(config.seed)
-    clip = CLIPModel.from_pretrained(config.model_name_or_path)
-    model = get_peft_model(clip, adapter_config)
-    encoder = VideoTextEncoder(model)
+    encoder = VideoTextEncoder(get_peft_model(CLIPModel.from_pretrained(config.model_name_or_path), adapter_config))
     trainable = [parameter for parameter in encoder.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(
         trainable,
@@ -147,31 +147,38 @@ def train(
         weight_decay=config.weight_decay,
     )
 
-    num_workers = default_workers(config.num_workers, use_cpu, cached=config.frame_cache is not None)
     # Data: one permutation per epoch; drop_last keeps every batch full, so no video is its own negative twice.
-    sampler = EpochShuffleSampler(len(train_dataset), config.seed)
+    # Workers hand over uint8 frames; `prepare_batch` crops, resizes, flips and normalises them on the device.
+    loader_settings = choose_loader_settings(
+        config.num_workers,
+        use_cpu=use_cpu,
+        cached=config.frame_cache is not None,
+        num_processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),  # processes sharing this machine's cores
+    )
     train_loader = DataLoader(
         SeededSamples(train_dataset, config.seed),
         batch_size=micro_batch,
-        sampler=sampler,
+        sampler=EpochShuffleSampler(len(train_dataset), config.seed),
         drop_last=True,
         collate_fn=collate_fn,
-        num_workers=num_workers,
-        pin_memory=accelerator.device.type == "cuda",
+        **loader_settings.loader_kwargs(),
     )
-    batches_per_epoch = len(train_dataset) // micro_batch
-    steps_per_epoch = math.ceil(batches_per_epoch / config.gradient_accumulation_steps)
-    total_steps = config.max_steps or config.num_epochs * steps_per_epoch
-    num_epochs = math.ceil(total_steps / steps_per_epoch)
+    prepare_batch = device_step(collate_fn)
+    schedule = Schedule.of(config, batches_per_epoch=len(train_dataset) // micro_batch)
     scheduler = get_cosine_schedule_with_warmup(
-        optimizer, num_warmup_steps=round(config.warmup_ratio * total_steps), num_training_steps=total_steps
+        optimizer,
+        num_warmup_steps=round(config.warmup_ratio * schedule.total_steps),
+        num_training_steps=schedule.total_steps,
     )
 
     encoder, optimizer, train_loader, scheduler = accelerator.prepare(encoder, optimizer, train_loader, scheduler)
     register_adapter_hooks(accelerator)
+    eval_loaders = None
     if eval_data is not None:
-        eval_workers = default_workers(config.num_workers, use_cpu, cached=config.eval_frame_cache is not None)
-        eval_loaders = prepare_eval_loaders(accelerator, eval_data, micro_batch, eval_workers)
+        eval_settings = choose_loader_settings(
+            config.num_workers, use_cpu=use_cpu, cached=config.eval_frame_cache is not None
+        )
+        eval_loaders = prepare_eval_loaders(accelerator, eval_data, micro_batch, eval_settings.num_workers)
     logit_scale = accelerator.unwrap_model(encoder).logit_scale.detach()
 
     state = TrainerState()
@@ -180,47 +187,24 @@ def train(
         accelerator.print(f"Resumed from {resume_from} at step {state.global_step}.")
     if config.report_to:
         accelerator.init_trackers("vop", config={k: _loggable(v) for k, v in config.to_dict().items()})
-
     accelerator.print(
-        f"Training {adapter_config.variant} on {len(train_dataset)} samples: {total_steps} steps "
-        f"({num_epochs} epochs of {steps_per_epoch}), {config.batch_size} videos per step over "
-        f"{accelerator.num_processes} process(es) x {config.gradient_accumulation_steps} accumulation step(s)."
+        f"Training {adapter_config.variant} on {len(train_dataset)} samples: {schedule.total_steps} steps "
+        f"({schedule.num_epochs} epochs of {schedule.steps_per_epoch}), {config.batch_size} videos per step over "
+        f"{accelerator.num_processes} process(es) x {config.gradient_accumulation_steps} accumulation step(s), "
+        f"{loader_settings.num_workers} loader worker(s) per process."
     )
     result = TrainingResult(output_dir, state.global_step, best_metric=state.best_metric, best_step=state.best_step)
-    progress = tqdm(
-        total=total_steps,
-        initial=state.global_step,
-        desc="train",
-        disable=config.disable_tqdm or not accelerator.is_local_main_process,
-    )
-    window_loss, window_batches, window_start = torch.zeros((), device=accelerator.device), 0, time.perf_counter()
-    window_steps = 0
-
-    def evaluate_and_keep_best() -> None:
-        metrics = evaluate_retrieval(accelerator, encoder, eval_loaders, eval_data.caption_video)
-        metrics["step"] = state.global_step
-        result.eval_history.append(metrics)
-        accelerator.log(
-            {f"eval/{name}": value for name, value in metrics.items() if name != "step"}, state.global_step
-        )
-        value = metrics[config.metric_for_best_model]
-        summary = ", ".join(f"{name} {value:.2f}" for name, value in metrics.items() if name != "step")
-        accelerator.print(f"step {state.global_step}: {summary}")
-        if is_better(config.metric_for_best_model, value, state.best_metric):
-            state.best_metric, state.best_step = value, state.global_step
-            export_adapter(accelerator, encoder, output_dir / BEST_DIR, metadata=metrics)
+    logger = TrainingLogger(accelerator, config, schedule, state, scheduler)
+    data_wait = DataWaitClock()
 
     # The loop. `state.epoch`/`state.batches_in_epoch` say where a resumed run picks up.
     encoder.train()
-    for epoch in range(state.epoch, num_epochs):
-        if state.global_step >= total_steps:
+    for epoch in range(state.epoch, schedule.num_epochs):
+        if state.global_step >= schedule.total_steps:
             break
-        epoch_loader = train_loader
-        if state.batches_in_epoch:
-            epoch_loader = accelerator.skip_first_batches(train_loader, state.batches_in_epoch)
-        epoch_loader.set_epoch(epoch)  # the permutation and per-sample seeds of this epoch
         state.epoch = epoch
-        for batch in epoch_loader:
+        for batch in data_wait.batches(epoch_batches(accelerator, train_loader, state)):
+            batch = prepare_batch(batch)
             with accelerator.accumulate(encoder):
                 loss = contrastive_step(accelerator, encoder, batch, logit_scale)
                 if accelerator.sync_gradients and config.max_grad_norm is not None:
@@ -229,52 +213,34 @@ def train(
                 scheduler.step()
                 optimizer.zero_grad()
             state.batches_in_epoch += 1
-            window_loss += loss
-            window_batches += 1
+            logger.add_loss(loss)
             if not accelerator.sync_gradients:
                 continue
 
             state.global_step += 1
-            window_steps += 1
-            progress.update(1)
-            if state.global_step % config.logging_steps == 0 or state.global_step == total_steps:
-                elapsed = time.perf_counter() - window_start
-                result.train_loss = (window_loss / window_batches).item()
-                logs = {
-                    "train/loss": result.train_loss,
-                    "train/learning_rate": scheduler.get_last_lr()[0],
-                    "train/videos_per_second": window_steps * config.batch_size / elapsed,
-                    "train/epoch": epoch + state.batches_in_epoch / batches_per_epoch,
-                }
-                accelerator.log(logs, step=state.global_step)
-                progress.set_postfix(
-                    loss=f"{result.train_loss:.4f}", videos_s=f"{logs['train/videos_per_second']:.1f}"
-                )
-                window_loss.zero_()
-                window_batches = window_steps = 0
-                window_start = time.perf_counter()
-
-            at_epoch_end = state.batches_in_epoch == batches_per_epoch
+            window_loss = logger.step(epoch)
+            if window_loss is not None:
+                result.train_loss = window_loss
+            at_epoch_end = state.batches_in_epoch == schedule.batches_per_epoch
             if at_epoch_end:
                 state.epoch, state.batches_in_epoch = epoch + 1, 0
-            paused = time.perf_counter()  # evaluation and checkpoints do not count against throughput
-            if eval_data is not None and (
-                (config.eval_steps is not None and state.global_step % config.eval_steps == 0)
-                or (config.eval_steps is None and at_epoch_end)
-            ):
-                evaluate_and_keep_best()
-                encoder.train()
-            if config.checkpoint_steps is not None and state.global_step % config.checkpoint_steps == 0:
-                save_checkpoint(accelerator, output_dir, state, keep=config.checkpoints_total_limit)
-            window_start += time.perf_counter() - paused
-            if state.global_step >= total_steps:
+            with logger.paused(), data_wait.paused():  # evaluation and checkpoints are not training time
+                if eval_loaders is not None and should_evaluate(config, state.global_step, at_epoch_end):
+                    metrics = evaluate_and_keep_best(accelerator, encoder, eval_loaders, eval_data, config, state)
+                    result.eval_history.append(metrics)
+                    encoder.train()
+                if should_checkpoint(config, state.global_step):
+                    save_checkpoint(accelerator, output_dir, state, keep=config.checkpoints_total_limit)
+            if state.global_step >= schedule.total_steps:
                 break
         else:
             state.epoch, state.batches_in_epoch = epoch + 1, 0
-    progress.close()
+    logger.close()
+    result.data_wait_fraction = data_wait.fraction
+    report_data_wait(accelerator, data_wait)
 
     # A finished run keeps its last state too, so that resuming it again is a no-op that re-exports the adapter.
-    if config.checkpoint_steps is None or state.global_step % config.checkpoint_steps:
+    if not should_checkpoint(config, state.global_step):
         save_checkpoint(accelerator, output_dir, state, keep=config.checkpoints_total_limit)
     export_adapter(accelerator, encoder, output_dir)
     result.global_step, result.best_metric, result.best_step = state.global_step, state.best_metric, state.best_step
@@ -287,17 +253,185 @@ def train(
     return result
 
 
-def default_workers(num_workers: int | None, use_cpu: bool, cached: bool) -> int:
-    """
-    Loader workers per process: `num_workers` if set, else 0 for cached frames on CPUs and 2 otherwise.
+def prepare_output_dir(accelerator: Accelerator, config: TrainingConfig) -> None:
+    """On the main process: empty the directory if asked to, drop half-written temporaries, write the config."""
+    output_dir = Path(config.output_dir)
+    if accelerator.is_main_process:
+        if config.overwrite_output_dir:
+            reset_output_dir(output_dir)
+        remove_stale_temporaries(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        config.save(output_dir / CONFIG_NAME)
+    accelerator.wait_for_everyone()
 
-    On CPUs, worker processes take cores from the model's threads, and one busy core stalls every parallel op of
-    the step; cached frames need only a few cheap tensor ops, which run faster on all cores inside the step. Decoding
-    videos is slow and single-threaded, so it is worth overlapping with the step.
+
+@dataclass(frozen=True)
+class Schedule:
     """
-    if num_workers is not None:
-        return num_workers
-    return 0 if use_cpu and cached else 2
+    How many micro-batches, optimizer steps and epochs the run has.
+
+    Args:
+        batches_per_epoch (`int`): micro-batches (forward passes) per epoch.
+        steps_per_epoch (`int`): optimizer steps per epoch.
+        total_steps (`int`): optimizer steps of the whole run.
+        num_epochs (`int`): epochs started (the last one may stop early at `max_steps`).
+    """
+
+    batches_per_epoch: int
+    steps_per_epoch: int
+    total_steps: int
+    num_epochs: int
+
+    @classmethod
+    def of(cls, config: TrainingConfig, batches_per_epoch: int) -> Schedule:
+        """The schedule of `config` with `batches_per_epoch` micro-batches per epoch."""
+        steps_per_epoch = math.ceil(batches_per_epoch / config.gradient_accumulation_steps)
+        total_steps = config.max_steps or config.num_epochs * steps_per_epoch
+        return cls(batches_per_epoch, steps_per_epoch, total_steps, math.ceil(total_steps / steps_per_epoch))
+
+
+def epoch_batches(accelerator: Accelerator, train_loader: DataLoader, state: TrainerState) -> DataLoader:
+    """The loader of `state.epoch`, skipping the micro-batches a resumed run has already consumed."""
+    loader = train_loader
+    if state.batches_in_epoch:
+        loader = accelerator.skip_first_batches(train_loader, state.batches_in_epoch)
+    loader.set_epoch(state.epoch)  # the permutation and per-sample seeds of this epoch
+    return loader
+
+
+def should_evaluate(config: TrainingConfig, global_step: int, at_epoch_end: bool) -> bool:
+    """Evaluate every `eval_steps` steps, or at the end of every epoch when `eval_steps` is not set."""
+    if config.eval_steps is not None:
+        return global_step % config.eval_steps == 0
+    return at_epoch_end
+
+
+def should_checkpoint(config: TrainingConfig, global_step: int) -> bool:
+    """Save a resumable checkpoint every `checkpoint_steps` steps (never when it is not set)."""
+    return config.checkpoint_steps is not None and global_step % config.checkpoint_steps == 0
+
+
+def evaluate_and_keep_best(
+    accelerator: Accelerator,
+    encoder: torch.nn.Module,
+    eval_loaders: tuple[DataLoader, DataLoader],
+    eval_data: EvalData,
+    config: TrainingConfig,
+    state: TrainerState,
+) -> dict[str, float]:
+    """
+    Evaluate retrieval, log and print the metrics, and export the adapter to `output_dir/best` when
+    `metric_for_best_model` improved (recorded in `state.best_metric` and `state.best_step`).
+
+    Returns:
+        `dict[str, float]`: the metrics, with the `step` they were measured at.
+    """
+    metrics = evaluate_retrieval(accelerator, encoder, eval_loaders, eval_data.caption_video)
+    metrics["step"] = state.global_step
+    accelerator.log({f"eval/{name}": value for name, value in metrics.items() if name != "step"}, state.global_step)
+    summary = ", ".join(f"{name} {value:.2f}" for name, value in metrics.items() if name != "step")
+    accelerator.print(f"step {state.global_step}: {summary}")
+    value = metrics[config.metric_for_best_model]
+    if is_better(config.metric_for_best_model, value, state.best_metric):
+        state.best_metric, state.best_step = value, state.global_step
+        export_adapter(accelerator, encoder, Path(config.output_dir) / BEST_DIR, metadata=metrics)
+    return metrics
+
+
+class TrainingLogger:
+    """
+    Sends the mean loss, learning rate, throughput and epoch of every `logging_steps` window to the trackers and
+    the progress bar.
+
+    Args:
+        accelerator (`accelerate.Accelerator`): logs to the run's trackers.
+        config ([`TrainingConfig`]): gives `logging_steps`, `batch_size` and `disable_tqdm`.
+        schedule ([`Schedule`]): gives the total steps and the batches per epoch.
+        state ([`TrainerState`]): where the run stands (read, never written).
+        scheduler (`torch.optim.lr_scheduler.LRScheduler`): gives the learning rate.
+    """
+
+    def __init__(
+        self, accelerator: Accelerator, config: TrainingConfig, schedule: Schedule, state: TrainerState, scheduler
+    ) -> None:
+        self.accelerator = accelerator
+        self.config = config
+        self.schedule = schedule
+        self.state = state
+        self.scheduler = scheduler
+        self.progress = tqdm(
+            total=schedule.total_steps,
+            initial=state.global_step,
+            desc="train",
+            disable=config.disable_tqdm or not accelerator.is_local_main_process,
+        )
+        self.loss = torch.zeros((), device=accelerator.device)
+        self.batches = self.steps = 0
+        self.start = time.perf_counter()
+
+    def add_loss(self, loss: torch.Tensor) -> None:
+        """Add the loss of one micro-batch to the window (on the device, without synchronising)."""
+        self.loss += loss
+        self.batches += 1
+
+    def step(self, epoch: int) -> float | None:
+        """
+        Count the optimizer step `state.global_step`; at the end of a window, log the window and start the next.
+
+        Returns:
+            `float`: the window's mean loss when it was logged, else `None`.
+        """
+        self.steps += 1
+        self.progress.update(1)
+        step = self.state.global_step
+        if step % self.config.logging_steps and step != self.schedule.total_steps:
+            return None
+        loss = (self.loss / self.batches).item()
+        logs = {
+            "train/loss": loss,
+            "train/learning_rate": self.scheduler.get_last_lr()[0],
+            "train/videos_per_second": self.steps * self.config.batch_size / (time.perf_counter() - self.start),
+            "train/epoch": epoch + self.state.batches_in_epoch / self.schedule.batches_per_epoch,
+        }
+        self.accelerator.log(logs, step=step)
+        self.progress.set_postfix(loss=f"{loss:.4f}", videos_s=f"{logs['train/videos_per_second']:.1f}")
+        self.loss.zero_()
+        self.batches = self.steps = 0
+        self.start = time.perf_counter()
+        return loss
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave the time spent inside this block out of the throughput."""
+        paused = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.start += time.perf_counter() - paused
+
+    def close(self) -> None:
+        """Close the progress bar."""
+        self.progress.close()
+
+
+# Above this part of the training time spent waiting for batches, `vop train` warns.
+DATA_WAIT_WARNING = 0.10
+
+
+def report_data_wait(accelerator: Accelerator, data_wait: DataWaitClock) -> None:
+    """Print how long the step waited for data, and warn, saying what helps, when that was a large part."""
+    if data_wait.fraction is None:
+        return
+    accelerator.print(
+        f"The step waited for data {100 * data_wait.fraction:.1f}% of the training time "
+        f"({data_wait.waited:.1f} s of {data_wait.elapsed:.1f} s)."
+    )
+    if data_wait.fraction > DATA_WAIT_WARNING and accelerator.is_local_main_process:
+        warnings.warn(
+            f"Training waited for data {100 * data_wait.fraction:.0f}% of the time. Build a frame cache with "
+            "`vop prepare` and train with `--frame-cache`, or give the loader more workers (`--num-workers`).",
+            stacklevel=3,
+        )
 
 
 def check_model_fits(model_name_or_path: str, adapter_config) -> None:

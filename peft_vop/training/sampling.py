@@ -25,12 +25,13 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """A 63-bit seed for one sample of one epoch, decorrelated from its neighbours (SplitMix64 finaliser)."""
-    value = (seed * 0x9E3779B97F4A7C15 + epoch * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB) % 2**64
-    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
-    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) % 2**64
-    return (value ^ (value >> 31)) >> 1
+def sample_seed(seed: int, epoch: int, index: int | None = None) -> int:
+    """
+    A 64-bit seed for one sample of one epoch (or, without `index`, for the epoch's permutation), decorrelated from
+    its neighbours by `numpy.random.SeedSequence`.
+    """
+    spawn_key = (epoch,) if index is None else (epoch, index)
+    return int(np.random.SeedSequence(seed, spawn_key=spawn_key).generate_state(1, np.uint64)[0])
 
 
 class EpochShuffleSampler(Sampler[tuple[int, int]]):
@@ -64,7 +65,7 @@ class EpochShuffleSampler(Sampler[tuple[int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         if self.shuffle:
-            generator = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, -1))
+            generator = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch))
             order = torch.randperm(self.num_samples, generator=generator).tolist()
         else:
             order = range(self.num_samples)

@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader
 from video_factory import frame_index, write_truncated_video, write_video
 
 from peft_vop.data import (
+    DeviceFramePreprocessor,
     FramePreprocessor,
     VideoDecodeError,
     VideoRecord,
@@ -15,6 +16,7 @@ from peft_vop.data import (
     frame_segments,
     sample_frame_indices,
 )
+from peft_vop.data.preprocessing import _random_crop_box
 from peft_vop.data.records import HFVideoRecords
 
 
@@ -84,14 +86,25 @@ def test_collator_batches_for_the_model(videos, preprocessor):
     assert batch["video_index"].tolist() == [0, 1, 2] and batch["skipped"] == [] and batch["repaired"] == []
 
 
-def test_dataloader_with_workers_matches_a_single_process(videos, preprocessor):
+@pytest.mark.parametrize("device_preprocessing", [False, True])
+def test_dataloader_with_workers_matches_a_single_process(videos, preprocessor, device_preprocessing):
     paths, _ = videos
-    dataset = VideoTextDataset(make_records(paths), preprocessor, num_frames=NUM_FRAMES, sampling="rand", train=True)
+    dataset = VideoTextDataset(
+        make_records(paths),
+        preprocessor,
+        num_frames=NUM_FRAMES,
+        sampling="rand",
+        train=True,
+        device_preprocessing=device_preprocessing,
+    )
     collator = VideoTextCollator(preprocessor, tiny_tokenizer())
+    step = DeviceFramePreprocessor(preprocessor)
 
     def run(workers):
-        loader = DataLoader(dataset, batch_size=2, num_workers=workers, collate_fn=collator)
-        return list(loader)
+        loader = DataLoader(
+            dataset, batch_size=2, num_workers=workers, collate_fn=collator, persistent_workers=workers > 0
+        )
+        return [step(batch) for batch in loader]
 
     single, parallel = run(0), run(2)
     assert len(single) == len(parallel) == 3
@@ -197,3 +210,90 @@ def test_arguments_are_checked(preprocessor):
     with pytest.raises(ValueError, match="max_length"):
         VideoTextCollator(preprocessor, untitled)
     assert np.isfinite(preprocessor.image_std).all()
+
+
+@pytest.fixture(scope="module")
+def mixed_sizes(tmp_path_factory, videos):
+    """The 48x40 videos plus a portrait one, so a batch mixes resized frame sizes (40x32 and 32x44)."""
+    paths, _ = videos
+    portrait = write_video(tmp_path_factory.mktemp("portrait") / "p.mp4", 30, width=32, height=44, gop=8)
+    return make_records([*paths[:3], portrait])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"train": False},
+        {"train": True, "sampling": "rand"},
+        {"train": True, "augment": ("flip",)},
+        {"train": True, "augment": ("crop",)},
+        {"train": True, "augment": False},
+    ],
+)
+def test_device_preprocessing_gives_the_batches_of_the_cpu_path(mixed_sizes, preprocessor, options):
+    cpu = VideoTextDataset(mixed_sizes, preprocessor, num_frames=NUM_FRAMES, **options)
+    deferred = VideoTextDataset(mixed_sizes, preprocessor, num_frames=NUM_FRAMES, device_preprocessing=True, **options)
+    collator = VideoTextCollator(preprocessor, tiny_tokenizer())
+    step = DeviceFramePreprocessor(preprocessor)
+    for epoch in range(3):
+        cpu.set_epoch(epoch)
+        deferred.set_epoch(epoch)
+        expected = collator([cpu[i] for i in range(len(mixed_sizes))])
+        batch = collator([deferred[i] for i in range(len(mixed_sizes))])
+        assert "pixel_values" not in batch and batch["frames"].dtype == torch.uint8
+        # Uncropped frames (44x32 portrait, 32x38 landscape) are zero-padded to the largest; center crops agree.
+        cropped_on_device = options["train"] and "crop" in deferred.augment
+        assert batch["frames"].shape[-2:] == ((44, 38) if cropped_on_device else (32, 32))
+        prepared = step(batch)
+        # The same torch ops on the same numbers: equal, not close, on the CPU.
+        assert torch.equal(prepared["pixel_values"], expected["pixel_values"])
+        assert torch.equal(prepared["input_ids"], expected["input_ids"])
+        assert "frames" not in prepared and "crops" not in prepared
+
+
+def test_crops_and_flips_are_drawn_as_before(mixed_sizes, preprocessor):
+    # The draws of the per-video CPU crop: torchvision's box from the crop stream of (seed, epoch, video), then flip.
+    dataset = VideoTextDataset(
+        mixed_sizes, preprocessor, num_frames=NUM_FRAMES, train=True, seed=7, device_preprocessing=True
+    )
+    only_flip = VideoTextDataset(
+        mixed_sizes,
+        preprocessor,
+        num_frames=NUM_FRAMES,
+        train=True,
+        seed=7,
+        augment={"flip"},
+        device_preprocessing=True,
+    )
+    only_crop = VideoTextDataset(
+        mixed_sizes,
+        preprocessor,
+        num_frames=NUM_FRAMES,
+        train=True,
+        seed=7,
+        augment=["crop"],
+        device_preprocessing=True,
+    )
+    flips = []
+    for epoch in range(4):
+        for dataset_ in (dataset, only_flip, only_crop):
+            dataset_.set_epoch(epoch)
+        for video in range(len(mixed_sizes)):
+            item = dataset[video]
+            rng = np.random.default_rng([7, epoch, video, 1])
+            box = _random_crop_box(*item["frames"].shape[-2:], rng, (0.5, 1.0), (3 / 4, 4 / 3))
+            assert tuple(item["crop"][:4]) == box and item["crop"].flip == (rng.random() < 0.5)
+            assert only_flip[video]["crop"].flip == item["crop"].flip
+            assert only_flip[video]["frames"].shape[-2:] == (32, 32)  # center crop, as in evaluation
+            assert only_crop[video]["crop"] == item["crop"]._replace(flip=False)
+            flips.append(item["crop"].flip)
+    assert any(flips) and not all(flips)
+
+
+def test_augment_names_crop_and_flip_only(preprocessor):
+    with pytest.raises(
+        ValueError, match=r"`augment` must be a bool or a collection of \('crop', 'flip'\); got 'crop'"
+    ):
+        VideoTextDataset([], preprocessor, augment="crop")
+    with pytest.raises(ValueError, match="got \\['rotate'\\]"):
+        VideoTextDataset([], preprocessor, augment=["rotate"])

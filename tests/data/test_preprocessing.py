@@ -3,7 +3,7 @@ import pytest
 import torch
 from transformers import CLIPImageProcessor
 
-from peft_vop.data import FramePreprocessor
+from peft_vop.data import CropBox, DeviceFramePreprocessor, FramePreprocessor
 from peft_vop.data.preprocessing import _random_crop_box
 
 
@@ -106,3 +106,27 @@ def test_errors_name_what_is_wrong():
     lanczos = FramePreprocessor.from_image_processor(custom_processor(resample=1))
     with pytest.raises(ValueError, match="resampling filters"):
         lanczos.random_resized_crop(torch.zeros(1, 3, 20, 20, dtype=torch.uint8), np.random.default_rng(0))
+
+
+def test_a_box_of_the_output_size_is_only_sliced():
+    # Resizing to the same size is exact (the old per-video crop always resized); the crop skips it.
+    preprocessor = FramePreprocessor.from_image_processor(custom_processor(resample=3))
+    frames = torch.from_numpy(random_frames(height=30, width=41)).permute(0, 3, 1, 2)
+    box = CropBox(5, 7, 16, 18)
+    cropped = preprocessor.crop_resize(frames, box)
+    assert torch.equal(cropped, frames[:, :, 5:21, 7:25].float())
+    resized = torch.nn.functional.interpolate(cropped, size=(16, 18), mode="bicubic", antialias=True)
+    assert torch.equal(resized.round().clamp(0, 255), cropped)
+    assert torch.equal(preprocessor.crop_resize(frames, box._replace(flip=True)), cropped.flip(-1))
+
+
+def test_device_step_leaves_other_batches_alone_and_checks_the_boxes():
+    preprocessor = FramePreprocessor.from_image_processor(custom_processor())
+    step = DeviceFramePreprocessor(preprocessor)
+    batch = {"pixel_values": torch.zeros(1, 2, 3, 16, 18)}
+    assert step(batch) is batch
+    frames = torch.zeros(2, 3, 3, 20, 27, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="one box per video; got 1 for 2 videos"):
+        step({"frames": frames, "crops": [CropBox(0, 0, 16, 18)]})
+    with pytest.raises(TypeError, match="must be a FramePreprocessor; got dict"):
+        DeviceFramePreprocessor({})

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import time
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
-from tiny_run import TinyVideoCaptions, base_config, collate, tiny_eval_data
+from tiny_run import TinyVideoCaptions, base_config, collate, tiny_eval_data, tiny_world, world_clip_dir
 
-from peft_vop.training import train
-from peft_vop.training.loop import default_workers
+from peft_vop.training import TrainingConfig, train
+from peft_vop.training.data import DataWaitClock, build_train_data, choose_loader_settings
+from peft_vop.training.loop import report_data_wait
 
 
 @pytest.fixture
@@ -67,11 +72,50 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path):
     ]
 
 
-def test_loader_workers_default_to_none_for_cached_frames_on_cpus():
-    assert default_workers(None, use_cpu=True, cached=True) == 0
-    assert default_workers(None, use_cpu=True, cached=False) == 2
-    assert default_workers(None, use_cpu=False, cached=True) == 2
-    assert default_workers(5, use_cpu=True, cached=True) == 5
+def test_loader_settings_follow_the_machine():
+    def workers(**kwargs):
+        return choose_loader_settings(kwargs.pop("num_workers", None), **kwargs).num_workers
+
+    # CPUs: cached frames are read in the main process, decoding overlaps the step on 2 workers if cores allow.
+    assert workers(use_cpu=True, cached=True, cores=16) == 0
+    assert workers(use_cpu=True, cached=False, cores=16) == 2
+    assert workers(use_cpu=True, cached=False, cores=2) == 1
+    # GPUs: one core per process for its loop; the rest, up to 4 cache readers or 16 decoders.
+    assert workers(use_cpu=False, cached=True, cores=16) == 4
+    assert workers(use_cpu=False, cached=False, cores=16) == 15
+    assert workers(use_cpu=False, cached=False, cores=64, num_processes=2) == 16
+    assert workers(use_cpu=False, cached=False, cores=16, num_processes=8) == 1
+    assert workers(use_cpu=True, cached=True, cores=16, num_workers=5) == 5
+    gpu = choose_loader_settings(None, use_cpu=False, cached=True, cores=16)
+    assert (gpu.prefetch_factor, gpu.persistent_workers, gpu.pin_memory) == (4, True, True)
+    cpu = choose_loader_settings(None, use_cpu=True, cached=True, cores=16)
+    assert (cpu.prefetch_factor, cpu.persistent_workers, cpu.pin_memory) == (None, False, False)
+    with pytest.raises(ValueError, match="`num_workers` must be 0 or more; got -1"):
+        choose_loader_settings(-1, use_cpu=True, cached=True)
+
+
+def test_data_wait_clock_counts_only_the_wait_for_batches():
+    def slow_batches():
+        for batch in range(3):
+            time.sleep(0.05)  # the loader
+            yield batch
+
+    clock = DataWaitClock()
+    for _ in clock.batches(slow_batches()):
+        time.sleep(0.05)  # the step
+        with clock.paused():
+            time.sleep(0.2)  # evaluation: neither waiting nor training
+    assert 0.15 <= clock.waited < 0.25
+    assert 0.3 <= clock.elapsed < 0.45
+    assert 0.35 < clock.fraction < 0.65
+
+
+def test_training_reports_the_data_wait(tmp_path, capfd):
+    config = base_config(tmp_path, num_epochs=1)
+    result = train(config, train_dataset=TinyVideoCaptions(), collate_fn=collate)
+    assert 0 < result.data_wait_fraction < 1
+    out = capfd.readouterr().out
+    assert f"The step waited for data {100 * result.data_wait_fraction:.1f}% of the training time" in out
 
 
 @pytest.mark.parametrize("disable_tqdm", [False, True])
@@ -80,3 +124,54 @@ def test_the_progress_bar_can_be_hidden(tmp_path, capfd, disable_tqdm):
     train(config, train_dataset=TinyVideoCaptions(), collate_fn=collate)
     err = capfd.readouterr().err
     assert ("train: 100%" in err) is not disable_tqdm
+
+
+def test_device_step_trains_exactly_like_the_per_sample_path(tmp_path):
+    # vop train's own data (workers hand over uint8 frames, the step crops and normalises) against datasets that
+    # crop and normalise per sample: on the CPU the adapters are equal, bit for bit.
+    recipe = {
+        "model_name_or_path": str(world_clip_dir()),
+        "annotations": str(tiny_world()),
+        "variant": "vop_p",
+        "num_frames": 4,
+        "batch_size": 4,
+        "max_steps": 3,
+        "num_workers": 0,
+        "eval_split": None,
+        "checkpoint_steps": None,
+        "disable_tqdm": True,
+    }
+    device = TrainingConfig(**recipe, output_dir=str(tmp_path / "device"))
+    dataset, collator = build_train_data(device)
+    assert dataset.device_preprocessing
+    train(device)
+
+    per_sample = TrainingConfig(**recipe, output_dir=str(tmp_path / "per-sample"))
+    dataset.device_preprocessing = False
+    train(per_sample, train_dataset=dataset, collate_fn=collator)
+    expected = load_file(tmp_path / "per-sample" / "adapter_model.safetensors")
+    got = load_file(tmp_path / "device" / "adapter_model.safetensors")
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+
+
+def test_a_long_data_wait_warns_and_says_what_helps(capsys, fresh_accelerate_state):
+    def batches(load_seconds):
+        for batch in range(3):
+            time.sleep(load_seconds)
+            yield batch
+
+    accelerator = Accelerator(cpu=True)
+    starved = DataWaitClock()
+    for _ in starved.batches(batches(0.05)):
+        pass
+    with pytest.warns(UserWarning, match=r"waited for data \d+% of the time.*`vop prepare`.*`--num-workers`"):
+        report_data_wait(accelerator, starved)
+    fed = DataWaitClock()
+    for _ in fed.batches(batches(0.0)):
+        time.sleep(0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report_data_wait(accelerator, fed)
+    reported = [float(value) for value in re.findall(r"waited for data ([\d.]+)%", capsys.readouterr().out)]
+    assert reported[0] > 90 and reported[1] < 10
