@@ -1,0 +1,29 @@
+"""Search your own videos: build an index of video (or window) embeddings, query it by text or by video."""
+
+from .backends import ExactBackend, FaissBackend
+from .index import (
+    BuildReport,
+    IndexDataset,
+    IndexEntry,
+    LoadedModel,
+    SearchHit,
+    VideoIndex,
+    collect_videos,
+    load_model,
+    window_bounds,
+)
+
+
+__all__ = [
+    "BuildReport",
+    "ExactBackend",
+    "FaissBackend",
+    "IndexDataset",
+    "IndexEntry",
+    "LoadedModel",
+    "SearchHit",
+    "VideoIndex",
+    "collect_videos",
+    "load_model",
+    "window_bounds",
+]

@@ -1,0 +1,935 @@
+"""A searchable index of your own videos, embedded exactly as `vop eval` embeds them.
+
+Building: SOURCE (a folder, searched recursively, or an annotation file) -> one `VideoRecord` per video -> one entry
+per video, or per window of `window` seconds every `stride` seconds -> `VideoTextDataset` (the same sampling,
+decoding and center crop as `vop eval`) -> `VideoTextCollator` -> `embed_videos` -> unit-norm rows `[N, P]`.
+
+An index is a directory::
+
+    index.json                         format, fingerprint (model + adapter + frame settings), row count, file names
+    embeddings-000003.safetensors      "embeddings": float32 [N, P], unit norm
+    metadata-000003.jsonl              one row per entry: id, path, start, end, duration, size, mtime_ns
+    .partial/                          only while a build runs: finished chunks, so an interrupted build resumes
+
+`index.json` is the commit point: the data files of a new generation are written first, then `index.json` is
+replaced atomically, then the old generation is deleted. A reader therefore never sees half an index.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import os
+import time
+import uuid
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.dataset import VideoTextCollator, VideoTextDataset
+from ..data.decoding import VideoDecodeError, VideoReader
+from ..data.preprocessing import FramePreprocessor
+from ..data.records import VideoRecord, read_annotations
+from ..data.sampling import sample_frame_indices
+from ..retrieval.encoding import embed_videos, encode_texts
+from .backends import ExactBackend, FaissBackend
+
+
+FORMAT_VERSION = 1
+# Frames per video when neither the adapter nor the caller says: the same default as `vop eval`.
+DEFAULT_NUM_FRAMES = 12
+VIDEO_EXTENSIONS: tuple[str, ...] = (
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".3gp", ".ogv",
+)  # fmt: skip
+BACKENDS: tuple[str, ...] = ("exact", "faiss")
+WINDOW_TOLERANCE = 0.1
+_PARTIAL = ".partial"
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One row of an index: a whole video, or one window of it.
+
+    Args:
+        id (`str`):
+            The video's path relative to the source folder, or its id in the annotation file.
+        path (`str`):
+            Absolute path of the video file.
+        start (`float`, *optional*):
+            Start of the window in seconds; `None` for a whole video.
+        end (`float`, *optional*):
+            End of the window in seconds; `None` for a whole video.
+        duration (`float`):
+            Length of the whole video in seconds.
+        size (`int`):
+            File size in bytes when it was embedded.
+        mtime_ns (`int`):
+            File modification time (nanoseconds) when it was embedded.
+    """
+
+    id: str
+    path: str
+    start: float | None
+    end: float | None
+    duration: float
+    size: int
+    mtime_ns: int
+
+    @property
+    def key(self) -> tuple[str, float | None, float | None]:
+        """What identifies the entry across builds: the file, its version (size and mtime) and the window."""
+        return (self.path, self.size, self.mtime_ns, self.start, self.end)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One result of `VideoIndex.search`.
+
+    Args:
+        rank (`int`):
+            1 for the best match.
+        score (`float`):
+            Cosine similarity between the query and the entry.
+        entry (`IndexEntry`):
+            The matching video or window.
+    """
+
+    rank: int
+    score: float
+    entry: IndexEntry
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form: rank, score and the entry's fields."""
+        return {"rank": self.rank, "score": self.score, **asdict(self.entry)}
+
+
+@dataclass
+class BuildReport:
+    """What a build did.
+
+    Args:
+        embedded (`int`):
+            Entries embedded in this run.
+        reused (`int`):
+            Entries kept from the previous index (their video is unchanged).
+        resumed (`int`):
+            Entries taken from the saved chunks of an interrupted build.
+        removed (`int`):
+            Entries dropped because their video changed or is gone.
+        skipped (`list[dict]`):
+            Videos that could not be read (`path`, `reason`), left out of the index.
+        seconds (`float`):
+            Wall time of the build.
+    """
+
+    embedded: int = 0
+    reused: int = 0
+    resumed: int = 0
+    removed: int = 0
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One paragraph for the command line."""
+        lines = [
+            f"{self.embedded} entries embedded, {self.reused} unchanged, {self.resumed} resumed from an interrupted "
+            f"build, {self.removed} removed in {self.seconds:.1f} s."
+        ]
+        if self.skipped:
+            lines.append(f"{len(self.skipped)} videos could not be read and were skipped:")
+            lines.extend(f"  {item['path']}: {item['reason']}" for item in self.skipped)
+        return "\n".join(lines)
+
+
+# --- model, fingerprint ------------------------------------------------------------------------------------
+
+
+def _checkpoint_identity(reference: str | None) -> dict[str, Any] | None:
+    """Where a model or adapter comes from and a hash of its files (a copy elsewhere is the same checkpoint)."""
+    if reference is None:
+        return None
+    path = Path(reference)
+    if not path.is_dir():
+        return {"reference": reference, "sha256": None}  # a Hub id: its name is all we know without downloading
+    digest = hashlib.sha256()
+    for file in sorted(path.iterdir()):
+        if file.suffix in (".json", ".safetensors", ".bin") and file.is_file():
+            digest.update(file.name.encode())
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+    return {"reference": str(path.resolve()), "sha256": digest.hexdigest()}
+
+
+def _same_checkpoint(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    if a["sha256"] is None or b["sha256"] is None:
+        return a["reference"] == b["reference"]
+    return a["sha256"] == b["sha256"]
+
+
+def _describe(identity: dict[str, Any] | None) -> str:
+    if identity is None:
+        return "none"
+    digest = f" (sha256 {identity['sha256'][:12]})" if identity.get("sha256") else ""
+    return f"{identity['reference']}{digest}"
+
+
+@dataclass
+class LoadedModel:
+    """A CLIP (with its adapter, if any) ready to embed, and what identifies it.
+
+    Args:
+        model (`transformers.CLIPModel` or `peft.PeftModel`):
+            In eval mode, on its device.
+        tokenizer (`transformers.PreTrainedTokenizerBase`):
+            The checkpoint's tokenizer.
+        preprocessor (`FramePreprocessor`):
+            The checkpoint's frame preprocessing.
+        num_frames (`int`):
+            Frames per video: the adapter's own count when it has one.
+        fingerprint (`dict`):
+            Model, adapter, frame and dtype settings; two indexes are comparable only when these are equal.
+    """
+
+    model: Any
+    tokenizer: Any
+    preprocessor: FramePreprocessor
+    num_frames: int
+    fingerprint: dict[str, Any]
+
+    @property
+    def max_length(self) -> int:
+        """Token limit of the text tower."""
+        return min(self.tokenizer.model_max_length, self.model.config.text_config.max_position_embeddings)
+
+
+def load_model(
+    model: str,
+    adapter: str | None = None,
+    *,
+    num_frames: int | None = None,
+    device: str | torch.device | None = None,
+    dtype: str = "float32",
+) -> LoadedModel:
+    """Load a CLIP checkpoint and optional VoP adapter as `vop eval` does, with the fingerprint of the settings.
+
+    Args:
+        model (`str`):
+            CLIP checkpoint directory (or Hub id).
+        adapter (`str`, *optional*):
+            VoP adapter directory (or Hub id); none: zero-shot CLIP with mean-pooled frames.
+        num_frames (`int`, *optional*):
+            Frames per video; defaults to the adapter's `num_frames`, else 12. A different count than the adapter's
+            is refused.
+        device (`str` or `torch.device`, *optional*):
+            Defaults to CUDA when available.
+        dtype (`str`, *optional*, defaults to `"float32"`):
+            `"float32"`, `"float16"` or `"bfloat16"` weights.
+
+    Returns:
+        `LoadedModel`.
+    """
+    from transformers import AutoProcessor, CLIPModel
+
+    import peft_vop  # noqa: F401  (registers the VoP method with peft)
+
+    if dtype not in ("float32", "float16", "bfloat16"):
+        raise ValueError(f"`dtype` must be 'float32', 'float16' or 'bfloat16'; got {dtype!r}.")
+    adapter_frames = None
+    if adapter is not None:
+        from peft import PeftConfig
+
+        adapter_frames = getattr(PeftConfig.from_pretrained(adapter), "num_frames", None)
+    if adapter_frames is not None and num_frames is not None and num_frames != adapter_frames:
+        raise ValueError(f"`num_frames` {num_frames} differs from the adapter's num_frames={adapter_frames}.")
+    num_frames = num_frames or adapter_frames or DEFAULT_NUM_FRAMES
+    processor = AutoProcessor.from_pretrained(model)
+    preprocessor = FramePreprocessor.from_image_processor(processor.image_processor)
+    clip = CLIPModel.from_pretrained(model, dtype=getattr(torch, dtype))
+    if adapter is not None:
+        from peft import PeftModel
+
+        clip = PeftModel.from_pretrained(clip, adapter)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    clip.to(device).eval()
+    fingerprint = {
+        "model": _checkpoint_identity(model),
+        "adapter": _checkpoint_identity(adapter),
+        "frames": {"num_frames": num_frames, "sampling": "uniform", "preprocessor": preprocessor.to_dict()},
+        "dtype": dtype,
+    }
+    return LoadedModel(clip, processor.tokenizer, preprocessor, num_frames, fingerprint)
+
+
+def _fingerprint_hash(fingerprint: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
+
+
+def _comparable(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """The fingerprint without where the checkpoints live, for comparing two builds."""
+    comparable = json.loads(json.dumps(fingerprint))
+    for name in ("model", "adapter"):
+        if comparable.get(name) and comparable[name]["sha256"] is not None:
+            comparable[name] = comparable[name]["sha256"]
+    return comparable
+
+
+# --- the videos of a source ----------------------------------------------------------------------------------
+
+
+def collect_videos(source: str | os.PathLike) -> list[VideoRecord]:
+    """The videos of a source: a folder (recursively, files with a video extension) or an annotation file.
+
+    Args:
+        source (`str` or `os.PathLike`):
+            A directory, or an annotation file in the generic format (`.jsonl`, `.json` or `.csv`; every split).
+
+    Returns:
+        `list[VideoRecord]`, paths absolute, sorted for a folder and in file order for an annotation file.
+    """
+    source = os.fspath(source)
+    if os.path.isdir(source):
+        root = os.path.abspath(source)
+        paths = []
+        for directory, subdirectories, files in os.walk(root):
+            subdirectories[:] = sorted(name for name in subdirectories if not name.startswith("."))
+            paths.extend(os.path.join(directory, name) for name in files if name.lower().endswith(VIDEO_EXTENSIONS))
+        return [VideoRecord(path, (), os.path.relpath(path, root)) for path in sorted(paths)]
+    if os.path.isfile(source):
+        records = read_annotations(source)
+        in_memory = [record.id for record in records if not isinstance(record.video, str)]
+        if in_memory:
+            raise ValueError(f"`source` {source}: an index needs video files; {in_memory[:3]} are in-memory bytes.")
+        return [VideoRecord(os.path.abspath(record.video), (), record.id) for record in records]
+    raise ValueError(f"`source` must be a folder of videos or an annotation file; {source} does not exist.")
+
+
+def window_bounds(duration: float, window: float, stride: float) -> list[tuple[float, float]]:
+    """Windows `[start, end)` of `window` seconds every `stride` seconds; the last one ends at the video's end.
+
+    A video at most `WINDOW_TOLERANCE` (0.1 s, a few frames) longer than a window boundary is not given an extra
+    window for that sliver.
+
+    Example:
+
+    ```python
+    >>> from peft_vop.search import window_bounds
+    >>> window_bounds(10.0, 4.0, 3.0)
+    [(0.0, 4.0), (3.0, 7.0), (6.0, 10.0)]
+    >>> window_bounds(4.004, 4.0, 2.0)
+    [(0.0, 4.004)]
+    ```
+    """
+    if window <= 0 or stride <= 0:
+        raise ValueError(f"`window` and `stride` must be positive seconds; got window={window}, stride={stride}.")
+    if duration <= window + WINDOW_TOLERANCE:
+        return [(0.0, round(duration, 6))]
+    bounds, start = [], 0.0
+    while start + window < duration - WINDOW_TOLERANCE:
+        bounds.append((round(start, 6), round(start + window, 6)))
+        start += stride
+    bounds.append((round(duration - window, 6), round(duration, 6)))  # the tail, a whole window
+    return bounds
+
+
+class IndexDataset(VideoTextDataset):
+    """`VideoTextDataset` over index entries: a whole video is sampled exactly as `vop eval` samples it; a window
+    samples its F frames from the frames whose timestamps lie inside it, with the same uniform rule.
+
+    Args:
+        entries (`Sequence[IndexEntry]`):
+            What to embed.
+        preprocessor (`FramePreprocessor`):
+            The checkpoint's frame preprocessing.
+        num_frames (`int`):
+            Frames per entry.
+        on_error (`str`, *optional*, defaults to `"skip"`):
+            As for `VideoTextDataset`.
+    """
+
+    def __init__(
+        self, entries: Sequence[IndexEntry], preprocessor: FramePreprocessor, num_frames: int, on_error: str = "skip"
+    ):
+        records = [VideoRecord(entry.path, (), entry.id) for entry in entries]
+        super().__init__(records, preprocessor, num_frames=num_frames, on_error=on_error)
+        self.entries = entries
+
+    def decode(self, video_index: int, epoch: int | None = None) -> tuple[torch.Tensor, list[int], list[int]]:
+        entry = self.entries[video_index]
+        if entry.start is None:
+            return super().decode(video_index, epoch)
+        with VideoReader(entry.path, name=entry.path) as reader:
+            times = reader.frame_times
+            first = min(bisect.bisect_left(times, entry.start), len(times) - 1)
+            last = max(bisect.bisect_left(times, entry.end), first + 1)
+            indices = [first + index for index in sample_frame_indices(last - first, self.num_frames)]
+            frames, repeated = reader.read_frames(
+                indices, on_unreadable="repeat" if self.on_error == "repair" else "raise"
+            )
+        return self.preprocessor.resize(frames), indices, repeated
+
+
+# --- files --------------------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(temporary, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+def _write_part(directory: Path, fingerprint_hash: str, rows: list[dict], vectors: list[torch.Tensor], rank: int):
+    """A finished chunk of a running build, one safetensors file (rows in its header), written atomically."""
+    from safetensors.torch import save
+
+    tensors = {"embeddings": torch.stack(vectors) if vectors else torch.empty(0)}
+    metadata = {"fingerprint": fingerprint_hash, "rows": json.dumps(rows)}
+    name = f"part-{rank:03d}-{time.time_ns()}-{uuid.uuid4().hex[:6]}.safetensors"
+    _atomic_write(directory / name, save(tensors, metadata=metadata))
+
+
+def _read_parts(directory: Path, fingerprint_hash: str) -> tuple[dict[tuple, tuple[IndexEntry, torch.Tensor]], dict]:
+    """Entries (and skipped videos) finished by this build or an interrupted one with the same fingerprint."""
+    from safetensors import safe_open
+
+    done: dict[tuple, tuple[IndexEntry, torch.Tensor]] = {}
+    skipped: dict[tuple, dict] = {}
+    if not directory.is_dir():
+        return done, skipped
+    for part in sorted(directory.glob("part-*.safetensors")):
+        with safe_open(part, framework="pt") as file:
+            metadata = file.metadata()
+            if metadata.get("fingerprint") != fingerprint_hash:
+                continue
+            rows = json.loads(metadata["rows"])
+            embeddings = file.get_tensor("embeddings")
+        position = 0
+        for row in rows:
+            if "reason" in row:
+                skipped[(row["path"], row["size"], row["mtime_ns"])] = row
+                continue
+            entry = IndexEntry(**row)
+            done[entry.key] = (entry, embeddings[position])
+            position += 1
+    return done, skipped
+
+
+# --- the index ------------------------------------------------------------------------------------------------
+
+
+class VideoIndex:
+    """Video embeddings with one metadata row each, searchable by text or by video.
+
+    Build one with `VideoIndex.build` (or `vop index`), open one with `VideoIndex.load` (or `vop search`).
+
+    Args:
+        directory (`str` or `os.PathLike`):
+            Where the index lives.
+        entries (`list[IndexEntry]`):
+            One per row of `embeddings`.
+        embeddings (`torch.FloatTensor` of shape `[N, P]`):
+            Unit-norm video embeddings.
+        info (`dict`):
+            The contents of `index.json` (fingerprint, settings).
+        backend (`str`, *optional*, defaults to `"exact"`):
+            `"exact"` (chunked matrix product) or `"faiss"` (approximate, IVF; needs `faiss-cpu`).
+        nprobe (`int`, *optional*, defaults to 32):
+            With `backend="faiss"`: inverted lists visited per query (more: better recall, slower).
+
+    Example:
+
+    ```python
+    >>> from peft_vop.search import VideoIndex
+    >>> index = VideoIndex.build("my_videos/", "my_index", model="openai/clip-vit-base-patch32")  # doctest: +SKIP
+    >>> for hit in index.search(text="a dog catches a frisbee", k=5):  # doctest: +SKIP
+    ...     print(hit.rank, round(hit.score, 3), hit.entry.path, hit.entry.start, hit.entry.end)
+    ```
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        entries: list[IndexEntry],
+        embeddings: torch.Tensor,
+        info: dict[str, Any],
+        *,
+        backend: str = "exact",
+        nprobe: int = 32,
+    ):
+        if backend not in BACKENDS:
+            raise ValueError(f"`backend` must be one of {BACKENDS}; got {backend!r}.")
+        if len(entries) != embeddings.shape[0]:
+            raise ValueError(f"{len(entries)} metadata rows for {embeddings.shape[0]} embeddings in {directory}.")
+        self.directory = Path(directory)
+        self.entries = entries
+        self.embeddings = embeddings
+        self.info = info
+        self.build_report: BuildReport | None = None
+        self._backend = FaissBackend(embeddings, nprobe=nprobe) if backend == "faiss" else ExactBackend(embeddings)
+        self._loaded: LoadedModel | None = None
+        self._device: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        """Model, adapter, frame settings and windows the index was built with."""
+        return self.info["fingerprint"]
+
+    # --- loading --------------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        directory: str | os.PathLike,
+        *,
+        backend: str = "exact",
+        nprobe: int = 32,
+        model: str | None = None,
+        adapter: str | None = None,
+        device: str | None = None,
+    ) -> VideoIndex:
+        """Open an index.
+
+        Args:
+            directory (`str` or `os.PathLike`):
+                An index written by `VideoIndex.build` / `vop index`.
+            backend (`str`, *optional*, defaults to `"exact"`):
+                `"exact"` or `"faiss"`.
+            nprobe (`int`, *optional*, defaults to 32):
+                FAISS inverted lists visited per query.
+            model (`str`, *optional*):
+                The model to embed queries with; must be the index's own (refused otherwise, naming both).
+                Defaults to the index's.
+            adapter (`str`, *optional*):
+                Likewise for the adapter. With `model` given and `adapter` left out, the query has no adapter.
+            device (`str`, *optional*):
+                Device for query embeddings; defaults to CUDA when available.
+
+        Returns:
+            `VideoIndex`.
+        """
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        info_path = directory / "index.json"
+        if not info_path.is_file():
+            raise ValueError(
+                f"`directory` {directory} is not a video index (no index.json; build one with vop index)."
+            )
+        info = json.loads(info_path.read_text())
+        if info.get("format") != FORMAT_VERSION:
+            raise ValueError(f"{directory}: index format {info.get('format')} is not {FORMAT_VERSION}.")
+        embeddings = load_file(directory / info["embeddings"])["embeddings"]
+        with open(directory / info["metadata"], encoding="utf-8") as file:
+            entries = [IndexEntry(**json.loads(line)) for line in file if line.strip()]
+        index = cls(directory, entries, embeddings, info, backend=backend, nprobe=nprobe)
+        if model is not None or adapter is not None:
+            index._check_query_model(model or info["fingerprint"]["model"]["reference"], adapter)
+        index._device = device
+        return index
+
+    def _check_query_model(self, model: str, adapter: str | None) -> None:
+        ours = self.fingerprint
+        theirs = {"model": _checkpoint_identity(model), "adapter": _checkpoint_identity(adapter)}
+        if not (
+            _same_checkpoint(ours["model"], theirs["model"]) and _same_checkpoint(ours["adapter"], theirs["adapter"])
+        ):
+            raise ValueError(
+                f"This index was built with model {_describe(ours['model'])} and adapter "
+                f"{_describe(ours['adapter'])}; the query asks for model {_describe(theirs['model'])} and adapter "
+                f"{_describe(theirs['adapter'])}. Queries must be embedded by the index's own model and adapter."
+            )
+
+    def _query_model(self) -> LoadedModel:
+        if self._loaded is None:
+            fingerprint = self.fingerprint
+            adapter = fingerprint["adapter"]
+            self._loaded = load_model(
+                fingerprint["model"]["reference"],
+                adapter["reference"] if adapter else None,
+                num_frames=fingerprint["frames"]["num_frames"],
+                device=self._device,
+                dtype=fingerprint["dtype"],
+            )
+            # The checkpoint at the recorded place may have changed since the build.
+            self._check_query_model(fingerprint["model"]["reference"], adapter["reference"] if adapter else None)
+        return self._loaded
+
+    # --- searching ------------------------------------------------------------------------------------------
+
+    def embed_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Unit-norm query embeddings `[Q, P]` of captions, by the index's own model."""
+        loaded = self._query_model()
+        embeddings = encode_texts(
+            loaded.model, loaded.tokenizer, list(texts), max_length=loaded.max_length, progress=False
+        )
+        return torch.nn.functional.normalize(embeddings, dim=-1)
+
+    def embed_video(self, path: str | os.PathLike) -> torch.Tensor:
+        """The embedding `[P]` of a whole video file, by the index's own model and frame settings."""
+        loaded = self._query_model()
+        stat = os.stat(path)
+        entry = IndexEntry(str(path), os.path.abspath(path), None, None, 0.0, stat.st_size, stat.st_mtime_ns)
+        embeddings, skipped = _embed_entries(loaded, [entry], batch_size=1, num_workers=0, on_error="raise")
+        return embeddings[0]
+
+    def search(
+        self,
+        text: str | None = None,
+        video: str | os.PathLike | None = None,
+        k: int = 10,
+        *,
+        embedding: torch.Tensor | None = None,
+    ) -> list[SearchHit]:
+        """The `k` entries closest to a query, best first.
+
+        Exactly one of `text`, `video` and `embedding` is given.
+
+        Args:
+            text (`str`, *optional*):
+                A caption-like query, embedded by the index's model and adapter.
+            video (`str` or `os.PathLike`, *optional*):
+                A video file: finds similar videos (the file itself, when indexed, comes first).
+            k (`int`, *optional*, defaults to 10):
+                Number of results (fewer when the index is smaller).
+            embedding (`torch.FloatTensor` of shape `[P]`, *optional*):
+                A query embedding computed elsewhere, by the same model.
+
+        Returns:
+            `list[SearchHit]`.
+        """
+        given = [
+            name for name, value in (("text", text), ("video", video), ("embedding", embedding)) if value is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(f"Give exactly one of `text`, `video` and `embedding`; got {given or 'none'}.")
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"`k` must be a positive integer; got {k!r}.")
+        if text is not None:
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"`text` must be a non-empty string; got {text!r}.")
+            query = self.embed_text([text])[0]
+        elif video is not None:
+            query = self.embed_video(video)
+        else:
+            query = torch.nn.functional.normalize(embedding.float().flatten(), dim=-1)
+        if query.shape[-1] != self.embeddings.shape[1]:
+            raise ValueError(f"The query has {query.shape[-1]} dimensions; the index has {self.embeddings.shape[1]}.")
+        scores, rows = self._backend.search(query[None], min(k, len(self.entries)))
+        return [
+            SearchHit(rank + 1, float(score), self.entries[row])
+            for rank, (score, row) in enumerate(zip(scores[0].tolist(), rows[0].tolist()))
+            if row >= 0
+        ]
+
+    # --- building -------------------------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        source: str | os.PathLike,
+        output: str | os.PathLike,
+        *,
+        model: str,
+        adapter: str | None = None,
+        num_frames: int | None = None,
+        window: float | None = None,
+        stride: float | None = None,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        device: str | None = None,
+        dtype: str = "float32",
+        on_error: str = "skip",
+        overwrite: bool = False,
+        flush_every: int = 64,
+        progress: bool = True,
+    ) -> VideoIndex:
+        """Embed every video of `source` into an index at `output`, reusing what an earlier build left there.
+
+        Unchanged videos (same size and modification time) keep their embeddings, changed ones are embedded again,
+        deleted ones are dropped, and chunks finished by an interrupted build are reused. Under `accelerate launch`
+        every process embeds its share of the new entries and the main process writes the index.
+
+        Args:
+            source (`str` or `os.PathLike`):
+                A folder of videos (searched recursively) or an annotation file in the generic format.
+            output (`str` or `os.PathLike`):
+                The index directory (created if needed).
+            model (`str`):
+                CLIP checkpoint directory or Hub id.
+            adapter (`str`, *optional*):
+                VoP adapter; none: zero-shot CLIP.
+            num_frames (`int`, *optional*):
+                Frames per entry; defaults to the adapter's, else 12 (as `vop eval`).
+            window (`float`, *optional*):
+                Index windows of this many seconds instead of whole videos.
+            stride (`float`, *optional*):
+                Seconds between window starts; defaults to `window`.
+            batch_size (`int`, *optional*, defaults to 16):
+                Entries per forward pass.
+            num_workers (`int`, *optional*, defaults to 0):
+                DataLoader workers decoding videos.
+            device (`str`, *optional*):
+                Defaults to the process's accelerator device (CUDA when available).
+            dtype (`str`, *optional*, defaults to `"float32"`):
+                Model weights.
+            on_error (`str`, *optional*, defaults to `"skip"`):
+                `"skip"` leaves unreadable videos out (listed in the report); `"repair"` repeats the last good frame
+                for unreadable frames; `"raise"` stops at the first one.
+            overwrite (`bool`, *optional*, defaults to `False`):
+                Replace an index built with other settings instead of refusing.
+            flush_every (`int`, *optional*, defaults to 64):
+                Entries per saved chunk: at most this much work is lost when a build is interrupted.
+            progress (`bool`, *optional*, defaults to `True`):
+                Show a progress bar (main process only).
+
+        Returns:
+            `VideoIndex`, with `build_report` set (on the main process; other processes return `None`).
+        """
+        from accelerate import PartialState
+
+        started = time.perf_counter()
+        if window is None and stride is not None:
+            raise ValueError(f"`stride` ({stride}) needs `window`.")
+        if window is not None:
+            stride = window if stride is None else stride
+            window_bounds(window, window, stride)  # checks both are positive
+        for name, value in (("batch_size", batch_size), ("flush_every", flush_every)):
+            if value < 1:
+                raise ValueError(f"`{name}` must be at least 1; got {value}.")
+        state = PartialState(cpu=device == "cpu")
+        loaded = load_model(model, adapter, num_frames=num_frames, device=device or state.device, dtype=dtype)
+        fingerprint = {**loaded.fingerprint, "window": {"window": window, "stride": stride}}
+        fingerprint_hash = _fingerprint_hash(_comparable(fingerprint))
+        output = Path(output)
+        partial = output / _PARTIAL
+
+        previous: dict[tuple, tuple[IndexEntry, torch.Tensor]] = {}
+        generation = 0
+        if (output / "index.json").is_file():
+            old = cls.load(output)
+            generation = old.info["generation"]
+            if _comparable(old.fingerprint) == _comparable(fingerprint):
+                previous = {entry.key: (entry, vector) for entry, vector in zip(old.entries, old.embeddings)}
+            elif not overwrite:
+                raise ValueError(
+                    f"`output` {output} holds an index built with other settings ({_settings_difference(old.fingerprint, fingerprint)}); "
+                    "pass overwrite=True (--overwrite) to replace it."
+                )
+        elif output.exists() and any(name != _PARTIAL for name in os.listdir(output)) and not overwrite:
+            raise ValueError(f"`output` {output} exists and is not a video index; choose an empty or new directory.")
+        state.wait_for_everyone()  # every process has read the old index before the main one may replace it
+        if state.is_main_process:
+            partial.mkdir(parents=True, exist_ok=True)
+        state.wait_for_everyone()
+        finished, known_skipped = _read_parts(partial, fingerprint_hash)
+
+        # Plan: which entries the index will hold, and which of them need embedding. Every process plans the same.
+        records = collect_videos(source)
+        planned: list[IndexEntry] = []
+        todo: list[IndexEntry] = []
+        skipped: list[dict[str, Any]] = []
+        durations = {(entry.path, entry.size, entry.mtime_ns): entry.duration for entry, _ in previous.values()}
+        durations.update({(entry.path, entry.size, entry.mtime_ns): entry.duration for entry, _ in finished.values()})
+        for record in records:
+            try:
+                stat = os.stat(record.video)
+            except OSError as error:
+                skipped.append({"path": record.video, "reason": f"cannot be read ({error.strerror})"})
+                continue
+            version = (record.video, stat.st_size, stat.st_mtime_ns)
+            if version in known_skipped:
+                skipped.append({"path": record.video, "reason": known_skipped[version]["reason"]})
+                continue
+            duration = durations.get(version)
+            if duration is None:  # new or changed: open it (an unreadable video is reported here)
+                try:
+                    with VideoReader(record.video, name=record.video) as reader:
+                        duration = round(reader.duration, 6)
+                except VideoDecodeError as error:
+                    skipped.append({"path": record.video, "reason": error.reason})
+                    continue
+            bounds = [(None, None)] if window is None else window_bounds(duration, window, stride)
+            entries = [
+                IndexEntry(record.id, record.video, start, end, duration, stat.st_size, stat.st_mtime_ns)
+                for start, end in bounds
+            ]
+            planned.extend(entries)
+            todo.extend(entry for entry in entries if entry.key not in previous and entry.key not in finished)
+
+        # Embed this process's share, saving a part every `flush_every` entries.
+        mine = todo[state.process_index :: state.num_processes]
+        _embed_and_save(
+            loaded, mine, partial, fingerprint_hash, state.process_index,
+            batch_size=batch_size, num_workers=num_workers, on_error=on_error, flush_every=flush_every,
+            progress=progress and state.is_main_process,
+        )  # fmt: skip
+        state.wait_for_everyone()
+        if not state.is_main_process:
+            return None
+
+        resumable = set(finished)
+        finished, new_skipped = _read_parts(partial, fingerprint_hash)
+        skipped_keys = {(row["path"], row["size"], row["mtime_ns"]) for row in new_skipped.values()}
+        for row in new_skipped.values():
+            if not any(item["path"] == row["path"] for item in skipped):
+                skipped.append({"path": row["path"], "reason": row["reason"]})
+        rows, vectors = [], []
+        for entry in planned:
+            found = finished.get(entry.key) or previous.get(entry.key)
+            if found is None:
+                if (entry.path, entry.size, entry.mtime_ns) in skipped_keys:
+                    continue
+                raise RuntimeError(f"No embedding was produced for {entry.path} [{entry.start}, {entry.end}].")
+            rows.append(found[0])
+            vectors.append(found[1])
+        embeddings = torch.stack(vectors) if vectors else torch.empty(0, _projection_dim(loaded.model))
+        kept = {entry.key for entry in rows}
+        report = BuildReport(
+            embedded=sum(entry.key not in previous and entry.key not in resumable for entry in rows),
+            reused=sum(entry.key in previous for entry in rows),
+            resumed=sum(entry.key in resumable and entry.key not in previous for entry in rows),
+            removed=sum(key not in kept for key in previous),
+            skipped=sorted(skipped, key=lambda item: item["path"]),
+        )
+        unchanged = generation > 0 and report.embedded == report.resumed == report.removed == 0
+        if not unchanged:
+            generation += 1
+            _write_index(output, generation, rows, embeddings, fingerprint, source)
+        for part in partial.glob("*"):
+            part.unlink()
+        partial.rmdir()
+        report.seconds = time.perf_counter() - started
+        index = cls.load(output)
+        index.build_report = report
+        index._loaded = loaded
+        return index
+
+
+def _settings_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    old, new = _comparable(old), _comparable(new)
+    names = [name for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+    return ", ".join(f"{name}: {old.get(name)} -> {new.get(name)}" for name in names)
+
+
+def _projection_dim(model: Any) -> int:
+    config = model.config if hasattr(model.config, "projection_dim") else model.base_model.model.config
+    return config.projection_dim
+
+
+def _embed_entries(
+    loaded: LoadedModel, entries: Sequence[IndexEntry], *, batch_size: int, num_workers: int, on_error: str
+) -> tuple[torch.Tensor, list[dict]]:
+    """Embeddings `[N', P]` of the entries that could be read, and those that could not."""
+    vectors, skipped = [], []
+    for batch in _batches(loaded, entries, batch_size=batch_size, num_workers=num_workers, on_error=on_error):
+        vectors.append(batch[1])
+        skipped.extend(batch[2])
+    return torch.cat(vectors) if vectors else torch.empty(0), skipped
+
+
+@torch.no_grad()
+def _batches(loaded: LoadedModel, entries, *, batch_size: int, num_workers: int, on_error: str):
+    """(`video_index [B]`, embeddings `[B, P]`, skipped) per batch, through `vop eval`'s loader and `embed_videos`."""
+    from torch.utils.data import DataLoader
+
+    dataset = IndexDataset(entries, loaded.preprocessor, loaded.num_frames, on_error=on_error)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=VideoTextCollator(loaded.preprocessor),
+    )
+    parameter = next(loaded.model.parameters())
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Skipping a video that cannot be decoded")
+        for batch in loader:
+            embeddings = torch.empty(0)
+            if batch["pixel_values"].shape[0] > 0:
+                pixel_values = batch["pixel_values"].to(device=parameter.device, dtype=parameter.dtype)
+                embeddings = embed_videos(loaded.model, pixel_values).float().cpu()
+            yield batch["video_index"], embeddings, batch["skipped"]
+
+
+def _embed_and_save(
+    loaded: LoadedModel,
+    entries: list[IndexEntry],
+    partial: Path,
+    fingerprint_hash: str,
+    rank: int,
+    *,
+    batch_size: int,
+    num_workers: int,
+    on_error: str,
+    flush_every: int,
+    progress: bool,
+) -> int:
+    from tqdm.auto import tqdm
+
+    rows: list[dict] = []
+    vectors: list[torch.Tensor] = []
+    bar = tqdm(total=len(entries), desc="Indexing videos", unit="video", disable=not progress or not entries)
+    done = 0
+    for video_index, embeddings, skipped in _batches(
+        loaded, entries, batch_size=batch_size, num_workers=num_workers, on_error=on_error
+    ):
+        for position, row in zip(video_index.tolist(), embeddings):
+            rows.append(asdict(entries[position]))
+            vectors.append(row)
+        for item in skipped:
+            entry = entries[item["video_index"]]
+            rows.append({"path": entry.path, "size": entry.size, "mtime_ns": entry.mtime_ns, "reason": item["reason"]})
+        bar.update(len(video_index) + len(skipped))
+        if len(rows) >= flush_every:
+            _write_part(partial, fingerprint_hash, rows, vectors, rank)
+            done += len(rows)
+            rows, vectors = [], []
+    if rows:
+        _write_part(partial, fingerprint_hash, rows, vectors, rank)
+        done += len(rows)
+    bar.close()
+    return done
+
+
+def _write_index(
+    output: Path,
+    generation: int,
+    entries: list[IndexEntry],
+    embeddings: torch.Tensor,
+    fingerprint: dict[str, Any],
+    source: str | os.PathLike,
+) -> None:
+    from safetensors.torch import save
+
+    embeddings_name = f"embeddings-{generation:06d}.safetensors"
+    metadata_name = f"metadata-{generation:06d}.jsonl"
+    _atomic_write(output / embeddings_name, save({"embeddings": embeddings.contiguous()}))
+    _atomic_write(output / metadata_name, "".join(json.dumps(asdict(entry)) + "\n" for entry in entries).encode())
+    info = {
+        "format": FORMAT_VERSION,
+        "generation": generation,
+        "count": len(entries),
+        "embedding_dim": int(embeddings.shape[1]),
+        "embeddings": embeddings_name,
+        "metadata": metadata_name,
+        "source": os.path.abspath(source),
+        "fingerprint": fingerprint,
+    }
+    _atomic_write(output / "index.json", (json.dumps(info, indent=2) + "\n").encode())  # the commit point
+    for stale in (*output.glob("embeddings-*.safetensors"), *output.glob("metadata-*.jsonl")):
+        if stale.name not in (embeddings_name, metadata_name):
+            stale.unlink()
