@@ -1,8 +1,9 @@
 """`vop demo`: the offline end-to-end run on the embedded default (synthetic world + shipped small CLIP).
 
 Builds the synthetic world, evaluates the small CLIP zero-shot, trains a VoP adapter with `vop train`'s loop,
-evaluates it, reloads it in a fresh process through `vop eval` and checks the metrics are the same, then prints a
-before/after table. Everything lands in one run directory.
+evaluates it, reloads it in a fresh process through `vop eval` and checks the metrics are the same, prints a
+before/after table, and ends by indexing the test clips (`vop index`) zero-shot and with the adapter and searching them
+(`vop search`) with a caption and its time-reversed opposite. Everything lands in one run directory.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 
-STEPS = 6
+STEPS = 7
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -168,10 +169,50 @@ def run(args: argparse.Namespace) -> int:
         "reload_identical": same,
         "seconds": round(time.perf_counter() - started, 1),
     }
+    _header(7, "Searching the test clips by text (`vop index`, `vop search`)")
+    summary["search"] = _search_test_clips(run_dir, annotations, model_path, adapter_dir, args)
     (run_dir / "results.md").write_text(table + "\n")
     _write_json(run_dir / "results.json", summary)
     print(f"\nDone in {summary['seconds']:.0f} s. Everything is in {run_dir}/")
     return 0 if same else 1
+
+
+def _search_test_clips(
+    run_dir: Path, annotations: Path, model_path: str, adapter_dir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Index the test clips zero-shot and with the adapter; query each with the captions of the first order pair."""
+    from ..data.records import read_annotations
+    from ..search import VideoIndex
+    from ..synthetic.experiment import read_order_partners
+
+    records = read_annotations(annotations, split="test")
+    partners = read_order_partners(annotations, records)
+    first = next(position for position, partner in enumerate(partners.tolist()) if partner >= 0)
+    pair = [records[first], records[int(partners[first])]]  # a clip and its time reversal
+    found: dict[str, Any] = {}
+    for name, adapter in (("zero-shot", None), (args.variant, str(adapter_dir))):
+        index = VideoIndex.build(
+            annotations,
+            run_dir / ("index_zero_shot" if adapter is None else "index_adapter"),
+            model=model_path,
+            adapter=adapter,
+            split="test",
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            overwrite=True,
+            progress=not args.no_progress,
+        )
+        print(f"  {name}: {len(index)} clips indexed in {index.directory}")
+        for record in pair:
+            query = record.captions[0]
+            hits = index.search(text=query, k=3)
+            rank = next(
+                (hit.rank for hit in index.search(text=query, k=len(index)) if hit.entry.id == record.id), None
+            )
+            found.setdefault(query, {})[name] = {"rank_of_its_clip": rank, "top": [hit.entry.id for hit in hits]}
+            tops = "  ".join(f"{hit.rank}. {hit.entry.id} ({hit.score:+.3f})" for hit in hits)
+            print(f"    {query!r} (clip {record.id}): its clip ranks {rank}; top 3: {tops}")
+    return found
 
 
 def _adapter_options(variant: str, model_path: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-frames", type=int, help="frames per entry (default: the adapter's, else 12)")
     parser.add_argument("--window", type=float, metavar="SECONDS", help="index windows of this length")
     parser.add_argument("--stride", type=float, metavar="SECONDS", help="seconds between windows (default: --window)")
+    parser.add_argument("--split", choices=("train", "val", "test"), help="with an annotation file: only this split")
     parser.add_argument("--batch-size", type=int, default=16, help="entries per forward pass (default: 16)")
     parser.add_argument("--num-workers", type=int, default=0, help="data-loading workers (default: 0)")
     parser.add_argument(
@@ -53,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
             num_frames=args.num_frames,
             window=args.window,
             stride=args.stride,
+            split=args.split,
             batch_size=args.batch_size,
             num_workers=args.num_workers,
             device=args.device,

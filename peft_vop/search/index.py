@@ -285,18 +285,22 @@ def _comparable(fingerprint: dict[str, Any]) -> dict[str, Any]:
 # --- the videos of a source ----------------------------------------------------------------------------------
 
 
-def collect_videos(source: str | os.PathLike) -> list[VideoRecord]:
+def collect_videos(source: str | os.PathLike, split: str | None = None) -> list[VideoRecord]:
     """The videos of a source: a folder (recursively, files with a video extension) or an annotation file.
 
     Args:
         source (`str` or `os.PathLike`):
-            A directory, or an annotation file in the generic format (`.jsonl`, `.json` or `.csv`; every split).
+            A directory, or an annotation file in the generic format (`.jsonl`, `.json` or `.csv`).
+        split (`str`, *optional*):
+            With an annotation file, only the videos of this split (default: all).
 
     Returns:
         `list[VideoRecord]`, paths absolute, sorted for a folder and in file order for an annotation file.
     """
     source = os.fspath(source)
     if os.path.isdir(source):
+        if split is not None:
+            raise ValueError(f"`split` ({split!r}) applies to an annotation file; {source} is a folder.")
         root = os.path.abspath(source)
         paths = []
         for directory, subdirectories, files in os.walk(root):
@@ -304,7 +308,7 @@ def collect_videos(source: str | os.PathLike) -> list[VideoRecord]:
             paths.extend(os.path.join(directory, name) for name in files if name.lower().endswith(VIDEO_EXTENSIONS))
         return [VideoRecord(path, (), os.path.relpath(path, root)) for path in sorted(paths)]
     if os.path.isfile(source):
-        records = read_annotations(source)
+        records = read_annotations(source, split=split)
         in_memory = [record.id for record in records if not isinstance(record.video, str)]
         if in_memory:
             raise ValueError(f"`source` {source}: an index needs video files; {in_memory[:3]} are in-memory bytes.")
@@ -648,6 +652,7 @@ class VideoIndex:
         num_frames: int | None = None,
         window: float | None = None,
         stride: float | None = None,
+        split: str | None = None,
         batch_size: int = 16,
         num_workers: int = 0,
         device: str | None = None,
@@ -678,6 +683,8 @@ class VideoIndex:
                 Index windows of this many seconds instead of whole videos.
             stride (`float`, *optional*):
                 Seconds between window starts; defaults to `window`.
+            split (`str`, *optional*):
+                With an annotation file, index only this split.
             batch_size (`int`, *optional*, defaults to 16):
                 Entries per forward pass.
             num_workers (`int`, *optional*, defaults to 0):
@@ -738,7 +745,7 @@ class VideoIndex:
         finished, known_skipped = _read_parts(partial, fingerprint_hash)
 
         # Plan: which entries the index will hold, and which of them need embedding. Every process plans the same.
-        records = collect_videos(source)
+        records = collect_videos(source, split)
         planned: list[IndexEntry] = []
         todo: list[IndexEntry] = []
         skipped: list[dict[str, Any]] = []
