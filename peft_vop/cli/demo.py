@@ -180,16 +180,16 @@ def run(args: argparse.Namespace) -> int:
 def _search_test_clips(
     run_dir: Path, annotations: Path, model_path: str, adapter_dir: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """Index the test clips zero-shot and with the adapter; query each with the captions of the first order pair."""
+    """Index the test clips zero-shot and with the adapter, and search them with a caption and its time-reversed
+    opposite: how often each model scores the right direction above its reversal, and one pair in detail."""
     from ..data.records import read_annotations
     from ..search import VideoIndex
     from ..synthetic.experiment import read_order_partners
 
     records = read_annotations(annotations, split="test")
-    partners = read_order_partners(annotations, records)
-    first = next(position for position, partner in enumerate(partners.tolist()) if partner >= 0)
-    pair = [records[first], records[int(partners[first])]]  # a clip and its time reversal
-    found: dict[str, Any] = {}
+    partners = read_order_partners(annotations, records).tolist()
+    captions = [record.captions[0] for record in records]
+    indexes, right = {}, {}
     for name, adapter in (("zero-shot", None), (args.variant, str(adapter_dir))):
         index = VideoIndex.build(
             annotations,
@@ -202,17 +202,40 @@ def _search_test_clips(
             overwrite=True,
             progress=not args.no_progress,
         )
+        row = {entry.id: position for position, entry in enumerate(index.entries)}
+        scores = index.embed_text(captions) @ index.embeddings.T  # [T, V]
+        # Caption t against its own clip and against that clip's time reversal (a tie is not a win).
+        right[name] = [
+            bool(scores[t, row[records[t].id]] > scores[t, row[records[partner].id]]) if partner >= 0 else None
+            for t, partner in enumerate(partners)
+        ]
+        indexes[name] = index
         print(f"  {name}: {len(index)} clips indexed in {index.directory}")
-        for record in pair:
-            query = record.captions[0]
-            hits = index.search(text=query, k=3)
-            rank = next(
-                (hit.rank for hit in index.search(text=query, k=len(index)) if hit.entry.id == record.id), None
-            )
-            found.setdefault(query, {})[name] = {"rank_of_its_clip": rank, "top": [hit.entry.id for hit in hits]}
-            tops = "  ".join(f"{hit.rank}. {hit.entry.id} ({hit.score:+.3f})" for hit in hits)
-            print(f"    {query!r} (clip {record.id}): its clip ranks {rank}; top 3: {tops}")
-    return found
+    paired = [t for t, partner in enumerate(partners) if partner >= 0]
+    rates = {name: 100.0 * sum(wins[t] for t in paired) / len(paired) for name, wins in right.items()}
+    print(
+        f"  Its own clip above its time reversal, over the {len(paired)} paired test captions: "
+        + ", ".join(f"{name} {rate:.1f}%" for name, rate in rates.items())
+    )
+    # One pair in detail: the first whose two captions the adapter gets right and zero-shot does not (else the first).
+    fresh = [t for t in paired if t < partners[t]]
+    wanted = [t for t in fresh if right[args.variant][t] and right[args.variant][partners[t]]]
+    wanted = [t for t in wanted if not (right["zero-shot"][t] and right["zero-shot"][partners[t]])] or fresh
+    first = wanted[0]
+    print(
+        f"  Example pair {records[first].id} / {records[partners[first]].id} (the first the adapter gets right both ways):"
+    )
+    example: dict[str, Any] = {}
+    for t in (first, partners[first]):
+        print(f"    {captions[t]!r} (clip {records[t].id}, reversal {records[partners[t]].id})")
+        for name, index in indexes.items():
+            hits = index.search(text=captions[t], k=len(index))
+            rank = {hit.entry.id: hit.rank for hit in hits}
+            own, reversal = rank[records[t].id], rank[records[partners[t]].id]
+            top = "  ".join(f"{hit.rank}. {hit.entry.id} ({hit.score:+.3f})" for hit in hits[:3])
+            print(f"      {name:<10} its clip ranks {own}, its reversal {reversal}; top 3: {top}")
+            example.setdefault(captions[t], {})[name] = {"rank": own, "reversal_rank": reversal}
+    return {"right_direction_percent": rates, "example": example}
 
 
 def _adapter_options(variant: str, model_path: str) -> dict[str, Any]:

@@ -59,7 +59,7 @@ class FaissBackend:
         embeddings (`torch.FloatTensor` of shape `[N, P]`):
             Unit-norm rows.
         nlist (`int`, *optional*):
-            Clusters; defaults to `4 * sqrt(N)`, at most `N / 39` (FAISS wants 39 training points per cluster).
+            Clusters; defaults to `sqrt(N)`, at most `N / 39` (FAISS wants 39 training points per cluster).
         nprobe (`int`, *optional*, defaults to 32):
             Clusters visited per query.
         train_size (`int`, *optional*, defaults to 65536):
@@ -87,7 +87,7 @@ class FaissBackend:
         vectors = embeddings.float().contiguous().numpy()
         count, dim = vectors.shape
         if nlist is None:
-            nlist = max(1, min(int(4 * math.sqrt(count)), count // 39))
+            nlist = max(1, min(int(math.sqrt(count)), count // 39))
         quantizer = faiss.IndexFlatIP(dim)
         self.index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         self.index.cp.seed = seed
