@@ -182,6 +182,8 @@ def _search_test_clips(
 ) -> dict[str, Any]:
     """Index the test clips zero-shot and with the adapter, and search them with a caption and its time-reversed
     opposite: how often each model scores the right direction above its reversal, and one pair in detail."""
+    import torch
+
     from ..data.records import read_annotations
     from ..search import VideoIndex
     from ..synthetic.experiment import read_order_partners
@@ -204,9 +206,11 @@ def _search_test_clips(
         )
         row = {entry.id: position for position, entry in enumerate(index.entries)}
         scores = index.embed_text(captions) @ index.embeddings.T  # [T, V]
-        # Caption t against its own clip and against that clip's time reversal (a tie is not a win).
+        # Caption t against its own clip and against that clip's time reversal: 1 a win, 0.5 a tie (as in the table).
         right[name] = [
-            bool(scores[t, row[records[t].id]] > scores[t, row[records[partner].id]]) if partner >= 0 else None
+            float(torch.sign(scores[t, row[records[t].id]] - scores[t, row[records[partner].id]]) + 1) / 2
+            if partner >= 0
+            else None
             for t, partner in enumerate(partners)
         ]
         indexes[name] = index
@@ -214,16 +218,16 @@ def _search_test_clips(
     paired = [t for t, partner in enumerate(partners) if partner >= 0]
     rates = {name: 100.0 * sum(wins[t] for t in paired) / len(paired) for name, wins in right.items()}
     print(
-        f"  Its own clip above its time reversal, over the {len(paired)} paired test captions: "
+        f"  Its own clip above its time reversal (a tie counts half), over the {len(paired)} paired test captions: "
         + ", ".join(f"{name} {rate:.1f}%" for name, rate in rates.items())
     )
     # One pair in detail: the first whose two captions the adapter gets right and zero-shot does not (else the first).
     fresh = [t for t in paired if t < partners[t]]
-    wanted = [t for t in fresh if right[args.variant][t] and right[args.variant][partners[t]]]
-    wanted = [t for t in wanted if not (right["zero-shot"][t] and right["zero-shot"][partners[t]])] or fresh
+    wanted = [t for t in fresh if right[args.variant][t] == right[args.variant][partners[t]] == 1]
+    wanted = [t for t in wanted if not right["zero-shot"][t] == right["zero-shot"][partners[t]] == 1] or fresh
     first = wanted[0]
     print(
-        f"  Example pair {records[first].id} / {records[partners[first]].id} (the first the adapter gets right both ways):"
+        f"  Example pair {records[first].id} / {records[partners[first]].id} (the first the adapter gets right both ways and zero-shot does not):"
     )
     example: dict[str, Any] = {}
     for t in (first, partners[first]):
