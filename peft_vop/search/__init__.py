@@ -3,6 +3,7 @@
 from .backends import ExactBackend, FaissBackend
 from .index import (
     BuildReport,
+    IndexCollator,
     IndexDataset,
     IndexEntry,
     LoadedModel,
@@ -18,6 +19,7 @@ __all__ = [
     "BuildReport",
     "ExactBackend",
     "FaissBackend",
+    "IndexCollator",
     "IndexDataset",
     "IndexEntry",
     "LoadedModel",

@@ -25,7 +25,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,8 @@ class IndexEntry:
         end (`float`, *optional*):
             End of the window in seconds; `None` for a whole video.
         duration (`float`):
-            Length of the whole video in seconds.
+            Length of the whole video in seconds (`None` only while a whole video waits to be embedded: its
+            decoding worker reads it).
         size (`int`):
             File size in bytes when it was embedded.
         mtime_ns (`int`):
@@ -76,7 +77,7 @@ class IndexEntry:
     path: str
     start: float | None
     end: float | None
-    duration: float
+    duration: float | None
     size: int
     mtime_ns: int
 
@@ -368,17 +369,33 @@ class IndexDataset(VideoTextDataset):
 
     def decode(self, video_index: int, epoch: int | None = None) -> tuple[torch.Tensor, list[int], list[int]]:
         entry = self.entries[video_index]
-        if entry.start is None:
-            return super().decode(video_index, epoch)
+        policy = "repeat" if self.on_error == "repair" else "raise"
         with VideoReader(entry.path, name=entry.path) as reader:
-            times = reader.frame_times
-            first = min(bisect.bisect_left(times, entry.start), len(times) - 1)
-            last = max(bisect.bisect_left(times, entry.end), first + 1)
-            indices = [first + index for index in sample_frame_indices(last - first, self.num_frames)]
-            frames, repeated = reader.read_frames(
-                indices, on_unreadable="repeat" if self.on_error == "repair" else "raise"
-            )
+            self._duration = reader.duration
+            if entry.start is None:  # `read_video`'s uniform sample of the whole video
+                indices = sample_frame_indices(reader.num_frames, self.num_frames)
+            else:
+                times = reader.frame_times
+                first = min(bisect.bisect_left(times, entry.start), len(times) - 1)
+                last = max(bisect.bisect_left(times, entry.end), first + 1)
+                indices = [first + index for index in sample_frame_indices(last - first, self.num_frames)]
+            frames, repeated = reader.read_frames(indices, on_unreadable=policy)
         return self.preprocessor.resize(frames), indices, repeated
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = super().__getitem__(index)
+        if "frames" in item:
+            item["duration"] = round(self._duration, 6)  # read while decoding, without opening the file again
+        return item
+
+
+class IndexCollator(VideoTextCollator):
+    """`VideoTextCollator` that also passes on each decoded video's length (`batch["duration"]`, seconds)."""
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        batch = super().__call__(items)
+        batch["duration"] = [item["duration"] for item in items if "frames" in item]
+        return batch
 
 
 # --- files --------------------------------------------------------------------------------------------------
@@ -762,7 +779,9 @@ class VideoIndex:
                 skipped.append({"path": record.video, "reason": known_skipped[version]["reason"]})
                 continue
             duration = durations.get(version)
-            if duration is None:  # new or changed: open it (an unreadable video is reported here)
+            # A new or changed video is opened here only to place its windows; a whole video's length is read by
+            # the worker that decodes it (an unreadable video is reported where it is opened).
+            if duration is None and window is not None:
                 try:
                     with VideoReader(record.video, name=record.video) as reader:
                         duration = round(reader.duration, 6)
@@ -842,9 +861,11 @@ def _embed_entries(
 ) -> tuple[torch.Tensor, list[dict]]:
     """Embeddings `[N', P]` of the entries that could be read, and those that could not."""
     vectors, skipped = [], []
-    for batch in _batches(loaded, entries, batch_size=batch_size, num_workers=num_workers, on_error=on_error):
-        vectors.append(batch[1])
-        skipped.extend(batch[2])
+    for _, embeddings, batch_skipped, _ in _batches(
+        loaded, entries, batch_size=batch_size, num_workers=num_workers, on_error=on_error
+    ):
+        vectors.append(embeddings)
+        skipped.extend(batch_skipped)
     return torch.cat(vectors) if vectors else torch.empty(0), skipped
 
 
@@ -859,7 +880,7 @@ def _batches(loaded: LoadedModel, entries, *, batch_size: int, num_workers: int,
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
-        collate_fn=VideoTextCollator(loaded.preprocessor),
+        collate_fn=IndexCollator(loaded.preprocessor),
     )
     parameter = next(loaded.model.parameters())
     with warnings.catch_warnings():
@@ -869,7 +890,7 @@ def _batches(loaded: LoadedModel, entries, *, batch_size: int, num_workers: int,
             if batch["pixel_values"].shape[0] > 0:
                 pixel_values = batch["pixel_values"].to(device=parameter.device, dtype=parameter.dtype)
                 embeddings = embed_videos(loaded.model, pixel_values).float().cpu()
-            yield batch["video_index"], embeddings, batch["skipped"]
+            yield batch["video_index"], embeddings, batch["skipped"], batch["duration"]
 
 
 def _embed_and_save(
@@ -891,11 +912,11 @@ def _embed_and_save(
     vectors: list[torch.Tensor] = []
     bar = tqdm(total=len(entries), desc="Indexing videos", unit="video", disable=not progress or not entries)
     done = 0
-    for video_index, embeddings, skipped in _batches(
+    for video_index, embeddings, skipped, durations in _batches(
         loaded, entries, batch_size=batch_size, num_workers=num_workers, on_error=on_error
     ):
-        for position, row in zip(video_index.tolist(), embeddings):
-            rows.append(asdict(entries[position]))
+        for position, row, duration in zip(video_index.tolist(), embeddings, durations):
+            rows.append(asdict(replace(entries[position], duration=duration)))
             vectors.append(row)
         for item in skipped:
             entry = entries[item["video_index"]]
