@@ -82,7 +82,7 @@ class IndexEntry:
     mtime_ns: int
 
     @property
-    def key(self) -> tuple[str, float | None, float | None]:
+    def key(self) -> tuple[str, int, int, float | None, float | None]:
         """What identifies the entry across builds: the file, its version (size and mtime) and the window."""
         return (self.path, self.size, self.mtime_ns, self.start, self.end)
 
@@ -905,13 +905,13 @@ def _embed_and_save(
     on_error: str,
     flush_every: int,
     progress: bool,
-) -> int:
+) -> None:
+    """Embed `entries` and save a part every `flush_every` of them (embedded or skipped) in `partial`."""
     from tqdm.auto import tqdm
 
     rows: list[dict] = []
     vectors: list[torch.Tensor] = []
     bar = tqdm(total=len(entries), desc="Indexing videos", unit="video", disable=not progress or not entries)
-    done = 0
     for video_index, embeddings, skipped, durations in _batches(
         loaded, entries, batch_size=batch_size, num_workers=num_workers, on_error=on_error
     ):
@@ -924,13 +924,10 @@ def _embed_and_save(
         bar.update(len(video_index) + len(skipped))
         if len(rows) >= flush_every:
             _write_part(partial, fingerprint_hash, rows, vectors, rank)
-            done += len(rows)
             rows, vectors = [], []
     if rows:
         _write_part(partial, fingerprint_hash, rows, vectors, rank)
-        done += len(rows)
     bar.close()
-    return done
 
 
 def _write_index(

@@ -151,3 +151,27 @@ def test_bad_arguments_are_refused(video_folder, tmp_path, checkpoint, keyword, 
 def test_a_missing_source_is_refused(tmp_path, checkpoint):
     with pytest.raises(ValueError, match="`source` must be a folder of videos or an annotation file"):
         VideoIndex.build(tmp_path / "nowhere", tmp_path / "index", model=checkpoint, progress=False)
+
+
+def test_an_annotation_file_split_is_a_source(video_folder, tmp_path, checkpoint):
+    from peft_vop.data import VideoRecord, write_annotations
+
+    records = [
+        VideoRecord(str(video_folder / "bikes.mp4"), ("bikes",), "bikes", "test"),
+        VideoRecord(str(video_folder / "generated" / "a.mp4"), ("colours",), "a", "train"),
+        VideoRecord(str(video_folder / "carphone_distorted.mp4"), ("a phone call",), "call", "test"),
+    ]
+    write_annotations(records, tmp_path / "annotations.jsonl")
+    index = VideoIndex.build(
+        tmp_path / "annotations.jsonl", tmp_path / "index", model=checkpoint, split="test", progress=False
+    )
+    assert [entry.id for entry in index.entries] == ["bikes", "call"]
+    assert [entry.duration for entry in index.entries] == [10.0, 4.004]
+
+
+def test_a_folder_that_is_not_an_index_is_not_written_into(video_folder, tmp_path, checkpoint):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "thesis.tex").write_text("precious")
+    with pytest.raises(ValueError, match="exists and is not a video index"):
+        VideoIndex.build(video_folder, tmp_path / "taken", model=checkpoint, progress=False)
+    assert os.listdir(tmp_path / "taken") == ["thesis.tex"]
