@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from search_fixtures import checkpoint_fixture, video_folder_fixture  # noqa: F401  (fixtures)
 
 from peft_vop.search import VideoIndex
 

@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+from search_fixtures import adapter_fixture, checkpoint_fixture, video_folder_fixture  # noqa: F401  (fixtures)
 from torch.utils.data import DataLoader
 from video_factory import frame_index, write_video
 

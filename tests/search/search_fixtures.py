@@ -1,4 +1,8 @@
-"""Shared pieces of the search tests: the real fixture videos, the shipped small CLIP and a VoP adapter."""
+"""Fixtures of the search tests: the real fixture videos, the shipped small CLIP and a VoP adapter.
+
+A module, not a `conftest.py`: `tests/conftest.py` is imported as `conftest` by helpers, and a second `conftest`
+would take its place. Test modules import the fixtures by their function names (`checkpoint_fixture`, ...).
+"""
 
 from __future__ import annotations
 
@@ -13,16 +17,16 @@ FIXTURES = Path(__file__).with_name("fixtures")
 REAL_VIDEOS = ("bikes.mp4", "carphone_distorted.mp4")
 
 
-@pytest.fixture(scope="session")
-def checkpoint() -> str:
+@pytest.fixture(scope="session", name="checkpoint")
+def checkpoint_fixture() -> str:
     """The small CLIP shipped with the package (its ranking of real videos means nothing; mechanics do)."""
     from peft_vop.synthetic import default_model_path
 
     return str(default_model_path())
 
 
-@pytest.fixture(scope="session")
-def adapter(checkpoint, tmp_path_factory) -> str:
+@pytest.fixture(scope="session", name="adapter")
+def adapter_fixture(checkpoint, tmp_path_factory) -> str:
     """A VoP^P adapter with non-zero prompts (3 frames) on the shipped small CLIP."""
     from peft import get_peft_model
     from transformers import CLIPModel
@@ -39,8 +43,8 @@ def adapter(checkpoint, tmp_path_factory) -> str:
     return str(directory)
 
 
-@pytest.fixture
-def video_folder(tmp_path) -> Path:
+@pytest.fixture(name="video_folder")
+def video_folder_fixture(tmp_path) -> Path:
     """The two real videos plus two generated ones in a subfolder, and a file that is not a video."""
     from video_factory import write_video
 
