@@ -822,7 +822,7 @@ class VideoIndex:
                 raise RuntimeError(f"No embedding was produced for {entry.path} [{entry.start}, {entry.end}].")
             rows.append(found[0])
             vectors.append(found[1])
-        embeddings = torch.stack(vectors) if vectors else torch.empty(0, _projection_dim(loaded.model))
+        embeddings = torch.stack(vectors) if vectors else torch.empty(0, loaded.model.config.projection_dim)
         kept = {entry.key for entry in rows}
         report = BuildReport(
             embedded=sum(entry.key not in previous and entry.key not in resumable for entry in rows),
@@ -849,11 +849,6 @@ def _settings_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     old, new = _comparable(old), _comparable(new)
     names = [name for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
     return ", ".join(f"{name}: {old.get(name)} -> {new.get(name)}" for name in names)
-
-
-def _projection_dim(model: Any) -> int:
-    config = model.config if hasattr(model.config, "projection_dim") else model.base_model.model.config
-    return config.projection_dim
 
 
 def _embed_entries(
