@@ -176,3 +176,9 @@ def test_a_folder_that_is_not_an_index_is_not_written_into(video_folder, tmp_pat
     with pytest.raises(ValueError, match="exists and is not a video index"):
         VideoIndex.build(video_folder, tmp_path / "taken", model=checkpoint, progress=False)
     assert os.listdir(tmp_path / "taken") == ["thesis.tex"]
+
+
+def test_the_progress_bar_counts_videos_with_time_left(video_folder, tmp_path, checkpoint, capsys):
+    VideoIndex.build(video_folder, tmp_path / "index", model=checkpoint, num_frames=3, batch_size=2)
+    bar = capsys.readouterr().err
+    assert "Indexing videos: 100%" in bar and "4/4 [" in bar and "<00:00" in bar  # elapsed<remaining
