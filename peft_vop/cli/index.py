@@ -4,7 +4,7 @@ Example::
 
     vop index my_videos/ --model openai/clip-vit-base-patch32 --adapter runs/vop/adapter --output my_index
     vop index long_videos/ --model ... --window 10 --stride 5 --output moments_index
-    accelerate launch --num_processes 4 -m peft_vop.cli.main index my_videos/ --model ... --output my_index
+    accelerate launch --multi_gpu --num_processes 4 -m peft_vop.cli.main index my_videos/ --model ... --output my_index
 """
 
 from __future__ import annotations

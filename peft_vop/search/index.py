@@ -734,7 +734,9 @@ class VideoIndex:
         for name, value in (("batch_size", batch_size), ("flush_every", flush_every)):
             if value < 1:
                 raise ValueError(f"`{name}` must be at least 1; got {value}.")
-        state = PartialState(cpu=device == "cpu")
+        # Without CUDA, processes started by `accelerate launch` / `torchrun` form a gloo group only when asked to
+        # run on the CPU; otherwise each would build the whole index on its own.
+        state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
         loaded = load_model(model, adapter, num_frames=num_frames, device=device or state.device, dtype=dtype)
         fingerprint = {**loaded.fingerprint, "window": {"window": window, "stride": stride}}
         fingerprint_hash = _fingerprint_hash(_comparable(fingerprint))

@@ -104,8 +104,11 @@ def free_port() -> int:
 
 
 def accelerate_launch(processes: int, command: list[str]) -> subprocess.CompletedProcess:
+    # `--cpu` makes accelerate start a single process; its torchrun launcher (`--multi_gpu`, refused for one process)
+    # starts them all, and on a machine without CUDA they join a gloo group.
     launcher = [
-        sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(processes),
+        sys.executable, "-m", "accelerate.commands.launch", *(["--multi_gpu"] if processes > 1 else []),
+        "--num_processes", str(processes),
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", str(free_port()), "-m", "peft_vop.cli.main",
     ]  # fmt: skip
@@ -120,17 +123,18 @@ def test_two_gloo_processes_build_the_index_of_one(tmp_path, checkpoint):
     source = tmp_path / "videos"
     write_videos(source, 9, first_length=12)
     (source / "broken.mp4").write_bytes(b"not a video")
-    single = accelerate_launch(
-        1, index_command(source, tmp_path / "single", checkpoint, "--window", "0.2", "--stride", "0.1")
-    )
-    pair = accelerate_launch(
-        2, index_command(source, tmp_path / "pair", checkpoint, "--window", "0.2", "--stride", "0.1")
-    )
+    windows = ["--window", "0.2", "--stride", "0.1"]
+    single = accelerate_launch(1, index_command(source, tmp_path / "single", checkpoint, *windows))
+    command = index_command(source, tmp_path / "pair", checkpoint, *windows)
+    pair = accelerate_launch(2, [argument for argument in command if argument != "--no-progress"])
 
     one, two = VideoIndex.load(tmp_path / "single"), VideoIndex.load(tmp_path / "pair")
     assert len(one) > 9  # several windows per clip
     assert one.entries == two.entries
     assert torch.equal(one.embeddings, two.embeddings)
+    # The main process embedded only its half (its progress bar counts its share); the other process the rest.
+    share = (len(one) + 1) // 2
+    assert f"{share}/{share} [" in pair.stderr, pair.stderr[-2000:]
     # Only the main process reports, once, with the unreadable file.
     for completed in (single, pair):
         assert completed.stdout.count("entries embedded") == 1
