@@ -17,13 +17,9 @@ replaced atomically, then the old generation is deleted. A reader therefore neve
 
 from __future__ import annotations
 
-import bisect
-import hashlib
 import json
 import os
 import time
-import uuid
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -31,60 +27,23 @@ from typing import Any
 
 import torch
 
-from ..data.dataset import VideoTextCollator, VideoTextDataset
 from ..data.decoding import VideoDecodeError, VideoReader
-from ..data.preprocessing import FramePreprocessor
-from ..data.records import VideoRecord, read_annotations
-from ..data.sampling import sample_frame_indices
-from ..retrieval.encoding import embed_videos, encode_texts
+from ..retrieval.encoding import encode_texts
 from .backends import ExactBackend, FaissBackend
+from .model import (
+    LoadedModel,
+    checkpoint_identity,
+    comparable_fingerprint,
+    describe_checkpoint,
+    fingerprint_hash_of,
+    load_model,
+    same_checkpoint,
+)
+from .storage import FORMAT_VERSION, PARTIAL, read_parts, write_index, write_part
+from .videos import IndexEntry, collect_videos, embed_entries, embedding_batches, window_bounds
 
 
-FORMAT_VERSION = 1
-# Frames per video when neither the adapter nor the caller says: the same default as `vop eval`.
-DEFAULT_NUM_FRAMES = 12
-VIDEO_EXTENSIONS: tuple[str, ...] = (
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".3gp", ".ogv",
-)  # fmt: skip
 BACKENDS: tuple[str, ...] = ("exact", "faiss")
-WINDOW_TOLERANCE = 0.1
-_PARTIAL = ".partial"
-
-
-@dataclass(frozen=True)
-class IndexEntry:
-    """One row of an index: a whole video, or one window of it.
-
-    Args:
-        id (`str`):
-            The video's path relative to the source folder, or its id in the annotation file.
-        path (`str`):
-            Absolute path of the video file.
-        start (`float`, *optional*):
-            Start of the window in seconds; `None` for a whole video.
-        end (`float`, *optional*):
-            End of the window in seconds; `None` for a whole video.
-        duration (`float`):
-            Length of the whole video in seconds (`None` only while a whole video waits to be embedded: its
-            decoding worker reads it).
-        size (`int`):
-            File size in bytes when it was embedded.
-        mtime_ns (`int`):
-            File modification time (nanoseconds) when it was embedded.
-    """
-
-    id: str
-    path: str
-    start: float | None
-    end: float | None
-    duration: float | None
-    size: int
-    mtime_ns: int
-
-    @property
-    def key(self) -> tuple[str, int, int, float | None, float | None]:
-        """What identifies the entry across builds: the file, its version (size and mtime) and the window."""
-        return (self.path, self.size, self.mtime_ns, self.start, self.end)
 
 
 @dataclass(frozen=True)
@@ -145,308 +104,6 @@ class BuildReport:
             lines.append(f"{len(self.skipped)} videos could not be read and were skipped:")
             lines.extend(f"  {item['path']}: {item['reason']}" for item in self.skipped)
         return "\n".join(lines)
-
-
-# --- model, fingerprint ------------------------------------------------------------------------------------
-
-
-def _checkpoint_identity(reference: str | None) -> dict[str, Any] | None:
-    """Where a model or adapter comes from and a hash of its files (a copy elsewhere is the same checkpoint)."""
-    if reference is None:
-        return None
-    path = Path(reference)
-    if not path.is_dir():
-        return {"reference": reference, "sha256": None}  # a Hub id: its name is all we know without downloading
-    digest = hashlib.sha256()
-    for file in sorted(path.iterdir()):
-        if file.suffix in (".json", ".safetensors", ".bin") and file.is_file():
-            digest.update(file.name.encode())
-            with open(file, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 22), b""):
-                    digest.update(block)
-    return {"reference": str(path.resolve()), "sha256": digest.hexdigest()}
-
-
-def _same_checkpoint(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    if a["sha256"] is None or b["sha256"] is None:
-        return a["reference"] == b["reference"]
-    return a["sha256"] == b["sha256"]
-
-
-def _describe(identity: dict[str, Any] | None) -> str:
-    if identity is None:
-        return "none"
-    digest = f" (sha256 {identity['sha256'][:12]})" if identity.get("sha256") else ""
-    return f"{identity['reference']}{digest}"
-
-
-@dataclass
-class LoadedModel:
-    """A CLIP (with its adapter, if any) ready to embed, and what identifies it.
-
-    Args:
-        model (`transformers.CLIPModel` or `peft.PeftModel`):
-            In eval mode, on its device.
-        tokenizer (`transformers.PreTrainedTokenizerBase`):
-            The checkpoint's tokenizer.
-        preprocessor (`FramePreprocessor`):
-            The checkpoint's frame preprocessing.
-        num_frames (`int`):
-            Frames per video: the adapter's own count when it has one.
-        fingerprint (`dict`):
-            Model, adapter, frame and dtype settings; two indexes are comparable only when these are equal.
-    """
-
-    model: Any
-    tokenizer: Any
-    preprocessor: FramePreprocessor
-    num_frames: int
-    fingerprint: dict[str, Any]
-
-    @property
-    def max_length(self) -> int:
-        """Token limit of the text tower."""
-        return min(self.tokenizer.model_max_length, self.model.config.text_config.max_position_embeddings)
-
-
-def load_model(
-    model: str,
-    adapter: str | None = None,
-    *,
-    num_frames: int | None = None,
-    device: str | torch.device | None = None,
-    dtype: str = "float32",
-) -> LoadedModel:
-    """Load a CLIP checkpoint and optional VoP adapter as `vop eval` does, with the fingerprint of the settings.
-
-    Args:
-        model (`str`):
-            CLIP checkpoint directory (or Hub id).
-        adapter (`str`, *optional*):
-            VoP adapter directory (or Hub id); none: zero-shot CLIP with mean-pooled frames.
-        num_frames (`int`, *optional*):
-            Frames per video; defaults to the adapter's `num_frames`, else 12. A different count than the adapter's
-            is refused.
-        device (`str` or `torch.device`, *optional*):
-            Defaults to CUDA when available.
-        dtype (`str`, *optional*, defaults to `"float32"`):
-            `"float32"`, `"float16"` or `"bfloat16"` weights.
-
-    Returns:
-        `LoadedModel`.
-    """
-    from transformers import AutoProcessor, CLIPModel
-
-    import peft_vop  # noqa: F401  (registers the VoP method with peft)
-
-    if dtype not in ("float32", "float16", "bfloat16"):
-        raise ValueError(f"`dtype` must be 'float32', 'float16' or 'bfloat16'; got {dtype!r}.")
-    adapter_frames = None
-    if adapter is not None:
-        from peft import PeftConfig
-
-        adapter_frames = getattr(PeftConfig.from_pretrained(adapter), "num_frames", None)
-    if adapter_frames is not None and num_frames is not None and num_frames != adapter_frames:
-        raise ValueError(f"`num_frames` {num_frames} differs from the adapter's num_frames={adapter_frames}.")
-    num_frames = num_frames or adapter_frames or DEFAULT_NUM_FRAMES
-    processor = AutoProcessor.from_pretrained(model)
-    preprocessor = FramePreprocessor.from_image_processor(processor.image_processor)
-    clip = CLIPModel.from_pretrained(model, dtype=getattr(torch, dtype))
-    if adapter is not None:
-        from peft import PeftModel
-
-        clip = PeftModel.from_pretrained(clip, adapter)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    clip.to(device).eval()
-    fingerprint = {
-        "model": _checkpoint_identity(model),
-        "adapter": _checkpoint_identity(adapter),
-        "frames": {"num_frames": num_frames, "sampling": "uniform", "preprocessor": preprocessor.to_dict()},
-        "dtype": dtype,
-    }
-    return LoadedModel(clip, processor.tokenizer, preprocessor, num_frames, fingerprint)
-
-
-def _fingerprint_hash(fingerprint: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
-
-
-def _comparable(fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """The fingerprint without where the checkpoints live, for comparing two builds."""
-    comparable = json.loads(json.dumps(fingerprint))
-    for name in ("model", "adapter"):
-        if comparable.get(name) and comparable[name]["sha256"] is not None:
-            comparable[name] = comparable[name]["sha256"]
-    return comparable
-
-
-# --- the videos of a source ----------------------------------------------------------------------------------
-
-
-def collect_videos(source: str | os.PathLike, split: str | None = None) -> list[VideoRecord]:
-    """The videos of a source: a folder (recursively, files with a video extension) or an annotation file.
-
-    Args:
-        source (`str` or `os.PathLike`):
-            A directory, or an annotation file in the generic format (`.jsonl`, `.json` or `.csv`).
-        split (`str`, *optional*):
-            With an annotation file, only the videos of this split (default: all).
-
-    Returns:
-        `list[VideoRecord]`, paths absolute, sorted for a folder and in file order for an annotation file.
-    """
-    source = os.fspath(source)
-    if os.path.isdir(source):
-        if split is not None:
-            raise ValueError(f"`split` ({split!r}) applies to an annotation file; {source} is a folder.")
-        root = os.path.abspath(source)
-        paths = []
-        for directory, subdirectories, files in os.walk(root):
-            subdirectories[:] = sorted(name for name in subdirectories if not name.startswith("."))
-            paths.extend(os.path.join(directory, name) for name in files if name.lower().endswith(VIDEO_EXTENSIONS))
-        return [VideoRecord(path, (), os.path.relpath(path, root)) for path in sorted(paths)]
-    if os.path.isfile(source):
-        records = read_annotations(source, split=split)
-        in_memory = [record.id for record in records if not isinstance(record.video, str)]
-        if in_memory:
-            raise ValueError(f"`source` {source}: an index needs video files; {in_memory[:3]} are in-memory bytes.")
-        return [VideoRecord(os.path.abspath(record.video), (), record.id) for record in records]
-    raise ValueError(f"`source` must be a folder of videos or an annotation file; {source} does not exist.")
-
-
-def window_bounds(duration: float, window: float, stride: float) -> list[tuple[float, float]]:
-    """Windows `[start, end)` of `window` seconds every `stride` seconds; the last one ends at the video's end.
-
-    A video at most `WINDOW_TOLERANCE` (0.1 s, a few frames) longer than a window boundary is not given an extra
-    window for that sliver.
-
-    Example:
-
-    ```python
-    >>> from peft_vop.search import window_bounds
-    >>> window_bounds(10.0, 4.0, 3.0)
-    [(0.0, 4.0), (3.0, 7.0), (6.0, 10.0)]
-    >>> window_bounds(4.004, 4.0, 2.0)
-    [(0.0, 4.004)]
-    ```
-    """
-    if window <= 0 or stride <= 0:
-        raise ValueError(f"`window` and `stride` must be positive seconds; got window={window}, stride={stride}.")
-    if duration <= window + WINDOW_TOLERANCE:
-        return [(0.0, round(duration, 6))]
-    bounds, start = [], 0.0
-    while start + window < duration - WINDOW_TOLERANCE:
-        bounds.append((round(start, 6), round(start + window, 6)))
-        start += stride
-    bounds.append((round(duration - window, 6), round(duration, 6)))  # the tail, a whole window
-    return bounds
-
-
-class IndexDataset(VideoTextDataset):
-    """`VideoTextDataset` over index entries: a whole video is sampled exactly as `vop eval` samples it; a window
-    samples its F frames from the frames whose timestamps lie inside it, with the same uniform rule.
-
-    Args:
-        entries (`Sequence[IndexEntry]`):
-            What to embed.
-        preprocessor (`FramePreprocessor`):
-            The checkpoint's frame preprocessing.
-        num_frames (`int`):
-            Frames per entry.
-        on_error (`str`, *optional*, defaults to `"skip"`):
-            As for `VideoTextDataset`.
-    """
-
-    def __init__(
-        self, entries: Sequence[IndexEntry], preprocessor: FramePreprocessor, num_frames: int, on_error: str = "skip"
-    ):
-        records = [VideoRecord(entry.path, (), entry.id) for entry in entries]
-        super().__init__(records, preprocessor, num_frames=num_frames, on_error=on_error)
-        self.entries = entries
-
-    def decode(self, video_index: int, epoch: int | None = None) -> tuple[torch.Tensor, list[int], list[int]]:
-        entry = self.entries[video_index]
-        policy = "repeat" if self.on_error == "repair" else "raise"
-        with VideoReader(entry.path, name=entry.path) as reader:
-            self._duration = reader.duration
-            if entry.start is None:  # `read_video`'s uniform sample of the whole video
-                indices = sample_frame_indices(reader.num_frames, self.num_frames)
-            else:
-                times = reader.frame_times
-                first = min(bisect.bisect_left(times, entry.start), len(times) - 1)
-                last = max(bisect.bisect_left(times, entry.end), first + 1)
-                indices = [first + index for index in sample_frame_indices(last - first, self.num_frames)]
-            frames, repeated = reader.read_frames(indices, on_unreadable=policy)
-        return self.preprocessor.resize(frames), indices, repeated
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        item = super().__getitem__(index)
-        if "frames" in item:
-            item["duration"] = round(self._duration, 6)  # read while decoding, without opening the file again
-        return item
-
-
-class IndexCollator(VideoTextCollator):
-    """`VideoTextCollator` that also passes on each decoded video's length (`batch["duration"]`, seconds)."""
-
-    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        batch = super().__call__(items)
-        batch["duration"] = [item["duration"] for item in items if "frames" in item]
-        return batch
-
-
-# --- files --------------------------------------------------------------------------------------------------
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(temporary, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-
-
-def _write_part(directory: Path, fingerprint_hash: str, rows: list[dict], vectors: list[torch.Tensor], rank: int):
-    """A finished chunk of a running build, one safetensors file (rows in its header), written atomically."""
-    from safetensors.torch import save
-
-    tensors = {"embeddings": torch.stack(vectors) if vectors else torch.empty(0)}
-    metadata = {"fingerprint": fingerprint_hash, "rows": json.dumps(rows)}
-    name = f"part-{rank:03d}-{time.time_ns()}-{uuid.uuid4().hex[:6]}.safetensors"
-    _atomic_write(directory / name, save(tensors, metadata=metadata))
-
-
-def _read_parts(directory: Path, fingerprint_hash: str) -> tuple[dict[tuple, tuple[IndexEntry, torch.Tensor]], dict]:
-    """Entries (and skipped videos) finished by this build or an interrupted one with the same fingerprint."""
-    from safetensors import safe_open
-
-    done: dict[tuple, tuple[IndexEntry, torch.Tensor]] = {}
-    skipped: dict[tuple, dict] = {}
-    if not directory.is_dir():
-        return done, skipped
-    for part in sorted(directory.glob("part-*.safetensors")):
-        with safe_open(part, framework="pt") as file:
-            metadata = file.metadata()
-            if metadata.get("fingerprint") != fingerprint_hash:
-                continue
-            rows = json.loads(metadata["rows"])
-            embeddings = file.get_tensor("embeddings")
-        position = 0
-        for row in rows:
-            if "reason" in row:
-                skipped[(row["path"], row["size"], row["mtime_ns"])] = row
-                continue
-            entry = IndexEntry(**row)
-            done[entry.key] = (entry, embeddings[position])
-            position += 1
-    return done, skipped
-
-
-# --- the index ------------------------------------------------------------------------------------------------
 
 
 class VideoIndex:
@@ -564,14 +221,14 @@ class VideoIndex:
 
     def _check_query_model(self, model: str, adapter: str | None) -> None:
         ours = self.fingerprint
-        theirs = {"model": _checkpoint_identity(model), "adapter": _checkpoint_identity(adapter)}
+        theirs = {"model": checkpoint_identity(model), "adapter": checkpoint_identity(adapter)}
         if not (
-            _same_checkpoint(ours["model"], theirs["model"]) and _same_checkpoint(ours["adapter"], theirs["adapter"])
+            same_checkpoint(ours["model"], theirs["model"]) and same_checkpoint(ours["adapter"], theirs["adapter"])
         ):
             raise ValueError(
-                f"This index was built with model {_describe(ours['model'])} and adapter "
-                f"{_describe(ours['adapter'])}; the query asks for model {_describe(theirs['model'])} and adapter "
-                f"{_describe(theirs['adapter'])}. Queries must be embedded by the index's own model and adapter."
+                f"This index was built with model {describe_checkpoint(ours['model'])} and adapter "
+                f"{describe_checkpoint(ours['adapter'])}; the query asks for model {describe_checkpoint(theirs['model'])} and adapter "
+                f"{describe_checkpoint(theirs['adapter'])}. Queries must be embedded by the index's own model and adapter."
             )
 
     def _query_model(self) -> LoadedModel:
@@ -604,7 +261,7 @@ class VideoIndex:
         loaded = self._query_model()
         stat = os.stat(path)
         entry = IndexEntry(str(path), os.path.abspath(path), None, None, 0.0, stat.st_size, stat.st_mtime_ns)
-        embeddings, skipped = _embed_entries(loaded, [entry], batch_size=1, num_workers=0, on_error="raise")
+        embeddings, skipped = embed_entries(loaded, [entry], batch_size=1, num_workers=0, on_error="raise")
         return embeddings[0]
 
     def search(
@@ -739,29 +396,29 @@ class VideoIndex:
         state = PartialState(cpu=device == "cpu" or not torch.cuda.is_available())
         loaded = load_model(model, adapter, num_frames=num_frames, device=device or state.device, dtype=dtype)
         fingerprint = {**loaded.fingerprint, "window": {"window": window, "stride": stride}}
-        fingerprint_hash = _fingerprint_hash(_comparable(fingerprint))
+        fingerprint_hash = fingerprint_hash_of(comparable_fingerprint(fingerprint))
         output = Path(output)
-        partial = output / _PARTIAL
+        partial = output / PARTIAL
 
         previous: dict[tuple, tuple[IndexEntry, torch.Tensor]] = {}
         generation = 0
         if (output / "index.json").is_file():
             old = cls.load(output)
             generation = old.info["generation"]
-            if _comparable(old.fingerprint) == _comparable(fingerprint):
+            if comparable_fingerprint(old.fingerprint) == comparable_fingerprint(fingerprint):
                 previous = {entry.key: (entry, vector) for entry, vector in zip(old.entries, old.embeddings)}
             elif not overwrite:
                 raise ValueError(
                     f"`output` {output} holds an index built with other settings ({_settings_difference(old.fingerprint, fingerprint)}); "
                     "pass overwrite=True (--overwrite) to replace it."
                 )
-        elif output.exists() and any(name != _PARTIAL for name in os.listdir(output)) and not overwrite:
+        elif output.exists() and any(name != PARTIAL for name in os.listdir(output)) and not overwrite:
             raise ValueError(f"`output` {output} exists and is not a video index; choose an empty or new directory.")
         state.wait_for_everyone()  # every process has read the old index before the main one may replace it
         if state.is_main_process:
             partial.mkdir(parents=True, exist_ok=True)
         state.wait_for_everyone()
-        finished, known_skipped = _read_parts(partial, fingerprint_hash)
+        finished, known_skipped = read_parts(partial, fingerprint_hash)
 
         # Plan: which entries the index will hold, and which of them need embedding. Every process plans the same.
         records = collect_videos(source, split)
@@ -810,7 +467,7 @@ class VideoIndex:
             return None
 
         resumable = set(finished)
-        finished, new_skipped = _read_parts(partial, fingerprint_hash)
+        finished, new_skipped = read_parts(partial, fingerprint_hash)
         skipped_keys = {(row["path"], row["size"], row["mtime_ns"]) for row in new_skipped.values()}
         for row in new_skipped.values():
             if not any(item["path"] == row["path"] for item in skipped):
@@ -836,7 +493,7 @@ class VideoIndex:
         unchanged = generation > 0 and report.embedded == report.resumed == report.removed == 0
         if not unchanged:
             generation += 1
-            _write_index(output, generation, rows, embeddings, fingerprint, source)
+            write_index(output, generation, rows, embeddings, fingerprint, source)
         for part in partial.glob("*"):
             part.unlink()
         partial.rmdir()
@@ -848,46 +505,9 @@ class VideoIndex:
 
 
 def _settings_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
-    old, new = _comparable(old), _comparable(new)
+    old, new = comparable_fingerprint(old), comparable_fingerprint(new)
     names = [name for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
     return ", ".join(f"{name}: {old.get(name)} -> {new.get(name)}" for name in names)
-
-
-def _embed_entries(
-    loaded: LoadedModel, entries: Sequence[IndexEntry], *, batch_size: int, num_workers: int, on_error: str
-) -> tuple[torch.Tensor, list[dict]]:
-    """Embeddings `[N', P]` of the entries that could be read, and those that could not."""
-    vectors, skipped = [], []
-    for _, embeddings, batch_skipped, _ in _batches(
-        loaded, entries, batch_size=batch_size, num_workers=num_workers, on_error=on_error
-    ):
-        vectors.append(embeddings)
-        skipped.extend(batch_skipped)
-    return torch.cat(vectors) if vectors else torch.empty(0), skipped
-
-
-@torch.no_grad()
-def _batches(loaded: LoadedModel, entries, *, batch_size: int, num_workers: int, on_error: str):
-    """(`video_index [B]`, embeddings `[B, P]`, skipped) per batch, through `vop eval`'s loader and `embed_videos`."""
-    from torch.utils.data import DataLoader
-
-    dataset = IndexDataset(entries, loaded.preprocessor, loaded.num_frames, on_error=on_error)
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        collate_fn=IndexCollator(loaded.preprocessor),
-    )
-    parameter = next(loaded.model.parameters())
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Skipping a video that cannot be decoded")
-        for batch in loader:
-            embeddings = torch.empty(0)
-            if batch["pixel_values"].shape[0] > 0:
-                pixel_values = batch["pixel_values"].to(device=parameter.device, dtype=parameter.dtype)
-                embeddings = embed_videos(loaded.model, pixel_values).float().cpu()
-            yield batch["video_index"], embeddings, batch["skipped"], batch["duration"]
 
 
 def _embed_and_save(
@@ -909,7 +529,7 @@ def _embed_and_save(
     rows: list[dict] = []
     vectors: list[torch.Tensor] = []
     bar = tqdm(total=len(entries), desc="Indexing videos", unit="video", disable=not progress or not entries)
-    for video_index, embeddings, skipped, durations in _batches(
+    for video_index, embeddings, skipped, durations in embedding_batches(
         loaded, entries, batch_size=batch_size, num_workers=num_workers, on_error=on_error
     ):
         for position, row, duration in zip(video_index.tolist(), embeddings, durations):
@@ -920,38 +540,8 @@ def _embed_and_save(
             rows.append({"path": entry.path, "size": entry.size, "mtime_ns": entry.mtime_ns, "reason": item["reason"]})
         bar.update(len(video_index) + len(skipped))
         if len(rows) >= flush_every:
-            _write_part(partial, fingerprint_hash, rows, vectors, rank)
+            write_part(partial, fingerprint_hash, rows, vectors, rank)
             rows, vectors = [], []
     if rows:
-        _write_part(partial, fingerprint_hash, rows, vectors, rank)
+        write_part(partial, fingerprint_hash, rows, vectors, rank)
     bar.close()
-
-
-def _write_index(
-    output: Path,
-    generation: int,
-    entries: list[IndexEntry],
-    embeddings: torch.Tensor,
-    fingerprint: dict[str, Any],
-    source: str | os.PathLike,
-) -> None:
-    from safetensors.torch import save
-
-    embeddings_name = f"embeddings-{generation:06d}.safetensors"
-    metadata_name = f"metadata-{generation:06d}.jsonl"
-    _atomic_write(output / embeddings_name, save({"embeddings": embeddings.contiguous()}))
-    _atomic_write(output / metadata_name, "".join(json.dumps(asdict(entry)) + "\n" for entry in entries).encode())
-    info = {
-        "format": FORMAT_VERSION,
-        "generation": generation,
-        "count": len(entries),
-        "embedding_dim": int(embeddings.shape[1]),
-        "embeddings": embeddings_name,
-        "metadata": metadata_name,
-        "source": os.path.abspath(source),
-        "fingerprint": fingerprint,
-    }
-    _atomic_write(output / "index.json", (json.dumps(info, indent=2) + "\n").encode())  # the commit point
-    for stale in (*output.glob("embeddings-*.safetensors"), *output.glob("metadata-*.jsonl")):
-        if stale.name not in (embeddings_name, metadata_name):
-            stale.unlink()
