@@ -59,7 +59,8 @@ class FaissBackend:
         embeddings (`torch.FloatTensor` of shape `[N, P]`):
             Unit-norm rows.
         nlist (`int`, *optional*):
-            Clusters; defaults to `sqrt(N)`, at most `N / 39` (FAISS wants 39 training points per cluster).
+            Clusters; defaults to `sqrt(N)`, at most `N / 39` (FAISS wants 39 training points per cluster). With
+            one cluster (fewer than 78 rows) the index is flat and exact.
         nprobe (`int`, *optional*, defaults to 32):
             Clusters visited per query.
         train_size (`int`, *optional*, defaults to 65536):
@@ -89,15 +90,18 @@ class FaissBackend:
         if nlist is None:
             nlist = max(1, min(int(math.sqrt(count)), count // 39))
         quantizer = faiss.IndexFlatIP(dim)
+        self.quantizer = quantizer  # the IVF index refers to it; keep it alive
+        if nlist == 1:  # too few rows to cluster (FAISS wants 39 per cluster): one list is a flat, exact index
+            self.index = quantizer
+            self.index.add(vectors)
+            return
         self.index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         self.index.cp.seed = seed
         generator = torch.Generator().manual_seed(seed)
         sample = torch.randperm(count, generator=generator)[: max(train_size, nlist)].sort().values.numpy()
-        if count:
-            self.index.train(vectors[sample])
-            self.index.add(vectors)
+        self.index.train(vectors[sample])
+        self.index.add(vectors)
         self.index.nprobe = min(nprobe, nlist)
-        self.quantizer = quantizer  # the IVF index refers to it; keep it alive
 
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores `[Q, k]` and row indices `[Q, k]` (-1 where fewer than `k` rows were found), best first."""
