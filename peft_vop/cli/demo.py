@@ -1,8 +1,9 @@
 """`vop demo`: the offline end-to-end run on the embedded default (synthetic world + shipped small CLIP).
 
 Builds the synthetic world, evaluates the small CLIP zero-shot, trains a VoP adapter with `vop train`'s loop,
-evaluates it, reloads it in a fresh process through `vop eval` and checks the metrics are the same, then prints a
-before/after table. Everything lands in one run directory.
+evaluates it, reloads it in a fresh process through `vop eval` and checks the metrics are the same, prints a
+before/after table, and ends by indexing the test clips (`vop index`) zero-shot and with the adapter and searching them
+(`vop search`) with a caption and its time-reversed opposite. Everything lands in one run directory.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 
-STEPS = 6
+STEPS = 7
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -167,10 +168,77 @@ def run(args: argparse.Namespace) -> int:
         "reload_identical": same,
         "seconds": round(time.perf_counter() - started, 1),
     }
+    _header(7, "Searching the test clips by text (`vop index`, `vop search`)")
+    summary["search"] = _search_test_clips(run_dir, annotations, model_path, adapter_dir, args)
     (run_dir / "results.md").write_text(table + "\n")
     _write_json(run_dir / "results.json", summary)
     print(f"\nDone in {summary['seconds']:.0f} s. Everything is in {run_dir}/")
     return 0 if same else 1
+
+
+def _search_test_clips(
+    run_dir: Path, annotations: Path, model_path: str, adapter_dir: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Index the test clips zero-shot and with the adapter, and search them with a caption and its time-reversed
+    opposite: how often each model scores the right direction above its reversal, and one pair in detail."""
+    import torch
+
+    from ..data.records import read_annotations
+    from ..search import VideoIndex
+    from ..synthetic.experiment import read_order_partners
+
+    records = read_annotations(annotations, split="test")
+    partners = read_order_partners(annotations, records).tolist()
+    captions = [record.captions[0] for record in records]
+    indexes, right = {}, {}
+    for name, adapter in (("zero-shot", None), (args.variant, str(adapter_dir))):
+        index = VideoIndex.build(
+            annotations,
+            run_dir / ("index_zero_shot" if adapter is None else "index_adapter"),
+            model=model_path,
+            adapter=adapter,
+            split="test",
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            overwrite=True,
+            progress=not args.no_progress,
+        )
+        row = {entry.id: position for position, entry in enumerate(index.entries)}
+        scores = index.embed_text(captions) @ index.embeddings.T  # [T, V]
+        # Caption t against its own clip and against that clip's time reversal: 1 a win, 0.5 a tie (as in the table).
+        right[name] = [
+            float(torch.sign(scores[t, row[records[t].id]] - scores[t, row[records[partner].id]]) + 1) / 2
+            if partner >= 0
+            else None
+            for t, partner in enumerate(partners)
+        ]
+        indexes[name] = index
+        print(f"  {name}: {len(index)} clips indexed in {index.directory}")
+    paired = [t for t, partner in enumerate(partners) if partner >= 0]
+    rates = {name: 100.0 * sum(wins[t] for t in paired) / len(paired) for name, wins in right.items()}
+    print(
+        f"  Its own clip above its time reversal (a tie counts half), over the {len(paired)} paired test captions: "
+        + ", ".join(f"{name} {rate:.1f}%" for name, rate in rates.items())
+    )
+    # One pair in detail: the first whose two captions the adapter gets right and zero-shot does not (else the first).
+    fresh = [t for t in paired if t < partners[t]]
+    wanted = [t for t in fresh if right[args.variant][t] == right[args.variant][partners[t]] == 1]
+    wanted = [t for t in wanted if not right["zero-shot"][t] == right["zero-shot"][partners[t]] == 1] or fresh
+    first = wanted[0]
+    print(
+        f"  Example pair {records[first].id} / {records[partners[first]].id} (the first the adapter gets right both ways and zero-shot does not):"
+    )
+    example: dict[str, Any] = {}
+    for t in (first, partners[first]):
+        print(f"    {captions[t]!r} (clip {records[t].id}, reversal {records[partners[t]].id})")
+        for name, index in indexes.items():
+            hits = index.search(text=captions[t], k=len(index))
+            rank = {hit.entry.id: hit.rank for hit in hits}
+            own, reversal = rank[records[t].id], rank[records[partners[t]].id]
+            top = "  ".join(f"{hit.rank}. {hit.entry.id} ({hit.score:+.3f})" for hit in hits[:3])
+            print(f"      {name:<10} its clip ranks {own}, its reversal {reversal}; top 3: {top}")
+            example.setdefault(captions[t], {})[name] = {"rank": own, "reversal_rank": reversal}
+    return {"right_direction_percent": rates, "example": example}
 
 
 def _adapter_options(variant: str, model_path: str) -> dict[str, Any]:

@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("peft_vop.cli.prepare", "pre-decode the sampled frames of a dataset into a frame cache"),
     "eval": ("peft_vop.cli.evaluate", "evaluate text-video retrieval with a CLIP checkpoint and optional VoP adapter"),
     "train": ("peft_vop.cli.train", "train a VoP adapter with accelerate"),
+    "index": ("peft_vop.cli.index", "embed a folder of videos into a searchable index (incremental)"),
+    "search": ("peft_vop.cli.search", "search an index by text or by video"),
+    "app": ("peft_vop.cli.app", "serve a search page for an index (needs the `app` extra: gradio)"),
     "demo": ("peft_vop.cli.demo", "run the offline end-to-end demo on the embedded synthetic benchmark"),
 }
 

@@ -183,6 +183,21 @@ class VideoReader:
         if self.num_frames == 0:
             raise VideoDecodeError(self.name, "contains no frames")
 
+    @property
+    def frame_times(self) -> list[float]:
+        """Presentation time in seconds of each frame the index found, counted from the first frame."""
+        first = self._pts[0] if self._pts else 0
+        return [float((pts - first) * self._stream.time_base) for pts in self._pts]
+
+    @property
+    def duration(self) -> float:
+        """Length of the video in seconds: the stream's declared duration, else the span of its frames."""
+        if self._stream.duration is not None:
+            return float(self._stream.duration * self._stream.time_base)
+        times = self.frame_times
+        rate = self._stream.average_rate
+        return times[-1] + (float(1 / rate) if rate else 0.0) if times else 0.0
+
     def close(self) -> None:
         """Close the underlying container."""
         # The frame generator refers back to this reader: end it now, so that no packet or frame outlives the

@@ -30,7 +30,13 @@ def test_shortened_demo_runs_end_to_end_and_reloads_identically(tmp_path, capsys
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
     assert {p.name for p in run_dir.iterdir()} >= {"world", "adapter", "zero_shot.json", "trained.json", "results.md"}
     printed = capsys.readouterr().out
-    assert "| zero-shot CLIP |" in printed and "| VoP (vop_f+p) |" in printed and "[6/6]" in printed
+    assert "| zero-shot CLIP |" in printed and "| VoP (vop_f+p) |" in printed and "[7/7]" in printed
+    # The demo ends by searching its test clips with a caption and its time-reversed opposite, with each model.
+    assert set(results["search"]["right_direction_percent"]) == {"zero-shot", "vop_f+p"}
+    assert len(results["search"]["example"]) == 2
+    for ranks in results["search"]["example"].values():
+        assert set(ranks) == {"zero-shot", "vop_f+p"} and all(1 <= found["rank"] <= 16 for found in ranks.values())
+    assert "16 clips indexed" in printed and "over the 16 paired test captions" in printed
 
 
 def test_a_finished_demo_is_not_overwritten_by_accident(tmp_path):
