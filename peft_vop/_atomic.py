@@ -57,6 +57,11 @@ def write_file(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     fsync_directory(path.parent)
 
 
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically."""
+    write_file(path, lambda temporary: Path(temporary).write_bytes(data))
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` (UTF-8) to `path` atomically."""
     write_file(path, lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))

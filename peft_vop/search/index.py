@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from .._atomic import clean_up
 from ..data.decoding import VideoDecodeError, VideoReader
 from ..retrieval.encoding import encode_texts
 from .backends import ExactBackend, FaissBackend
@@ -399,6 +400,11 @@ class VideoIndex:
         fingerprint_hash = fingerprint_hash_of(comparable_fingerprint(fingerprint))
         output = Path(output)
         partial = output / PARTIAL
+        if state.is_main_process:
+            # Temporary files of writes that a killed build left behind.
+            clean_up(output)
+            clean_up(partial)
+        state.wait_for_everyone()
 
         previous: dict[tuple, tuple[IndexEntry, torch.Tensor]] = {}
         generation = 0

@@ -1,4 +1,4 @@
-"""The files of an index: atomic writes, the chunks of a running build, and the committed generation."""
+"""The files of an index: the chunks of a running build, and the committed generation."""
 
 from __future__ import annotations
 
@@ -12,21 +12,12 @@ from typing import Any
 
 import torch
 
+from .._atomic import write_bytes
 from .videos import IndexEntry
 
 
 FORMAT_VERSION = 1
 PARTIAL = ".partial"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to a temporary file next to `path`, flush it to disk, then rename it over `path`."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(temporary, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
 
 
 def write_part(directory: Path, fingerprint_hash: str, rows: list[dict], vectors: list[torch.Tensor], rank: int):
@@ -36,7 +27,7 @@ def write_part(directory: Path, fingerprint_hash: str, rows: list[dict], vectors
     tensors = {"embeddings": torch.stack(vectors) if vectors else torch.empty(0)}
     metadata = {"fingerprint": fingerprint_hash, "rows": json.dumps(rows)}
     name = f"part-{rank:03d}-{time.time_ns()}-{uuid.uuid4().hex[:6]}.safetensors"
-    atomic_write(directory / name, save(tensors, metadata=metadata))
+    write_bytes(directory / name, save(tensors, metadata=metadata))
 
 
 def read_parts(directory: Path, fingerprint_hash: str) -> tuple[dict[tuple, tuple[IndexEntry, torch.Tensor]], dict]:
@@ -79,8 +70,8 @@ def write_index(
 
     embeddings_name = f"embeddings-{generation:06d}.safetensors"
     metadata_name = f"metadata-{generation:06d}.jsonl"
-    atomic_write(output / embeddings_name, save({"embeddings": embeddings.contiguous()}))
-    atomic_write(output / metadata_name, "".join(json.dumps(asdict(entry)) + "\n" for entry in entries).encode())
+    write_bytes(output / embeddings_name, save({"embeddings": embeddings.contiguous()}))
+    write_bytes(output / metadata_name, "".join(json.dumps(asdict(entry)) + "\n" for entry in entries).encode())
     info = {
         "format": FORMAT_VERSION,
         "generation": generation,
@@ -91,7 +82,7 @@ def write_index(
         "source": os.path.abspath(source),
         "fingerprint": fingerprint,
     }
-    atomic_write(output / "index.json", (json.dumps(info, indent=2) + "\n").encode())  # the commit point
+    write_bytes(output / "index.json", (json.dumps(info, indent=2) + "\n").encode())  # the commit point
     for stale in (*output.glob("embeddings-*.safetensors"), *output.glob("metadata-*.jsonl")):
         if stale.name not in (embeddings_name, metadata_name):
             stale.unlink()
