@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from peft_vop.cli.main import main
 
 
+@pytest.mark.slow
 def test_shortened_demo_runs_end_to_end_and_reloads_identically(tmp_path, capsys):
     run_dir = tmp_path / "demo"
     status = main(
