@@ -60,11 +60,20 @@ class CachedFrames:
     repeated: list[int]
 
 
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _write_atomically(path: str, write: Callable[[str], None]) -> None:
     """Write through `write(temporary_path)`, then rename over `path` (same directory, so the rename is atomic)."""
     temporary = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         write(temporary)
+        # safetensors creates its files readable by the owner only; give every file of the cache the mode that
+        # `open()` gives the manifest, so a cache shared through a group or a volume is readable as a whole.
+        os.chmod(temporary, _file_mode())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):

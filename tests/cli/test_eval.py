@@ -144,6 +144,8 @@ def test_prepare_then_eval_from_the_cache(workspace, tmp_path, capsys):
     common += ["--num-frames", "3", "--num-workers", "0"]
     assert main(["prepare", *common, "--output", str(tmp_path / "cache"), "--no-progress"]) == 0
     assert "3 videos decoded and stored, 0 already cached" in capsys.readouterr().out
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "cache").iterdir()}
+    assert len(set(modes.values())) == 1 and len(modes) >= 2, modes  # shards readable like the manifest
     assert main(["prepare", *common, "--output", str(tmp_path / "cache"), "--no-progress"]) == 0
     assert "0 videos decoded and stored, 3 already cached" in capsys.readouterr().out
 
