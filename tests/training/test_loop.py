@@ -39,7 +39,9 @@ def test_bf16_with_gradient_accumulation_and_max_steps(tmp_path, fresh_accelerat
 
 def test_periodic_evaluation_keeps_the_best_adapter(tmp_path):
     source = TinyVideoCaptions()
-    config = base_config(tmp_path, eval_steps=2, num_train_epochs=2, metric_for_best_model="t2v/MnR", learning_rate=0.05)
+    config = base_config(
+        tmp_path, eval_steps=2, num_train_epochs=2, metric_for_best_model="t2v/MnR", learning_rate=0.05
+    )
     result = train(config, train_dataset=source, eval_data=tiny_eval_data(source), collate_fn=collate)
     steps = [entry["step"] for entry in result.eval_history]
     assert steps == [2, 4, 6, 8]
