@@ -46,6 +46,8 @@ def parent_parsers() -> list[argparse.ArgumentParser]:
         action.required = False
         if action.dest in REQUIRED_FIELDS:
             action.help = f"{action.help} Required: here or in --config."
+        if hints[action.dest] == bool | None:  # a bare `--hub_private_repo` means true, as for the other switches
+            action.nargs, action.const = "?", True
         if _is_optional(hints[action.dest]) and action.type is not None and action.choices is None:
             action.type = _nullable(action.type)
         if action.dest == "adapter_options":
