@@ -87,6 +87,16 @@ def test_eval_with_a_vop_adapter(workspace, tmp_path, capsys):
     assert main([*arguments, "--num-frames", "4"]) == 2
     assert "--num_frames 4 differs from the adapter's num_frames=3" in capsys.readouterr().err
 
+    # Without --output, the metrics land next to the adapter (not in the current folder), or in --output_dir.
+    arguments = ["eval", "--model_name_or_path", checkpoint, "--adapter_name_or_path", str(tmp_path / "adapter")]
+    arguments += ["--annotations", str(root / "annotations.jsonl"), "--num_workers", "0", "--disable_tqdm"]
+    assert main(arguments) == 0
+    assert json.loads((tmp_path / "adapter" / "eval_metrics.json").read_text())["num_frames"] == 3
+    assert main([*arguments, "--output_dir", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "eval_metrics.json").is_file()
+    printed = capsys.readouterr()
+    assert "Loading weights" not in printed.err  # --disable_tqdm silences transformers' bars too
+
 
 def test_unreadable_videos_follow_on_error(workspace, tmp_path, capsys):
     root, checkpoint = workspace
