@@ -60,7 +60,7 @@ def _answer_help(argv: list[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `vop` command line and return its exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or HELP_WORDS & set(argv):
+    if (not argv or HELP_WORDS & set(argv)) and PACKAGE not in sys.modules:  # (loaded already: nothing to save)
         _answer_help(argv)
     from peft_vop.cli.main import main as run
 
