@@ -96,7 +96,7 @@ def test_vop_train_on_two_processes_follows_the_single_process_run(tmp_path):
     # changes by at most 2 |dg| / eps for a change dg of the gradients, so with eps = 1 (set above; the default 1e-8
     # turns any sign flip of a near-zero gradient into a full step of difference) and G <= 1, each of the 4 steps
     # differs by at most lr * 2e-5 = 2e-7 per parameter, about 1e-6 over the run. 1e-5 leaves a factor of 10 for
-    # the parameters' own feedback into later gradients.
+    # the parameters' own feedback into later gradients. (Measured: 7.5e-9 with eps = 1; 8.8e-5 with eps = 1e-8.)
     pair_adapter = load_file(tmp_path / "pair" / "adapter_model.safetensors")
     single_adapter = load_file(tmp_path / "single" / "adapter_model.safetensors")
     assert pair_adapter.keys() == single_adapter.keys()
