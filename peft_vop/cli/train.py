@@ -9,6 +9,7 @@ processes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import types
@@ -29,7 +30,7 @@ def parent_parsers() -> list[argparse.ArgumentParser]:
     from transformers import HfArgumentParser
 
     fields = HfArgumentParser(TrainingConfig, add_help=False)
-    defaults = {item.name: item for item in TrainingConfig.__dataclass_fields__.values()}
+    defaults = {item.name: item for item in dataclasses.fields(TrainingConfig)}
     hints = typing.get_type_hints(TrainingConfig)
     for action in fields._actions:
         item = defaults.get(action.dest)
@@ -41,7 +42,7 @@ def parent_parsers() -> list[argparse.ArgumentParser]:
             continue
         # Only flags that are given override the config file: the parser's own default stays out of the result,
         # and help shows the field's default instead.
-        action.shown_default = item.default if item.default_factory is _MISSING else item.default_factory()
+        action.shown_default = item.default if item.default_factory is dataclasses.MISSING else item.default_factory()
         action.default = argparse.SUPPRESS
         action.required = False
         if action.dest in REQUIRED_FIELDS:
@@ -52,12 +53,12 @@ def parent_parsers() -> list[argparse.ArgumentParser]:
             action.type = _nullable(action.type)
         if action.dest == "adapter_options":
             action.type, action.metavar = _mapping, "MAPPING"
+    types_by_field = {action.dest: action.type for action in fields._actions}
     for old, new in RENAMED_KEYS.items():
-        fields.add_argument(*spellings(old), dest=new, type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        fields.add_argument(
+            *spellings(old), dest=new, type=types_by_field[new], default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return [fields]
-
-
-_MISSING = TrainingConfig.__dataclass_fields__["seed"].default_factory  # dataclasses.MISSING, without the import
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
