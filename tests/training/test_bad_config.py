@@ -102,6 +102,7 @@ def test_frame_cache_with_another_frame_count_is_refused(tmp_path, capsys):
     capsys.readouterr()
     error = run_cli(tmp_path, capsys, frame_cache=str(cache), eval_split=None)
     assert "num_frames: cache has 6, requested 4" in error
+    assert "give this command the cache's settings (--num_frames 6)" in error  # the flag that fixes it
 
 
 def test_output_dir_holding_another_run_is_refused(tmp_path, capsys):
