@@ -71,7 +71,7 @@ def main() -> None:
                     variant=variant,
                     adapter_options={"intra_frame_layers": args.intra_frame_layers} if "_f" in variant else {},
                     learning_rate=rate,
-                    num_epochs=args.epochs,
+                    num_train_epochs=args.epochs,
                     batch_size=args.batch_size,
                     frame_cache=train_cache,
                     eval_frame_cache=val_cache,

@@ -49,12 +49,26 @@ def write_file(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     temporary = path.with_name(temporary_name(path.name, "tmp"))
     try:
         write(str(temporary))
+        # Some writers (safetensors) create files readable by their owner only: every file gets the mode that
+        # `open()` gives a new file, so a cache or an adapter shared through a group or a volume is readable as a whole.
+        os.chmod(temporary, _new_file_mode())
         fsync_file(temporary)
         os.replace(temporary, path)
     finally:
         if temporary.exists():
             temporary.unlink()
     fsync_directory(path.parent)
+
+
+def _new_file_mode() -> int:
+    """`0o666` less the process's umask, read without changing it where the system allows (no race with threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            mask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0)
+        os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

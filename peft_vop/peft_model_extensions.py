@@ -32,6 +32,7 @@ from .config import PAPER_TRAINABLE_PARAMETERS
 
 
 CARD_MARKER = "<!-- peft-vop loading section -->"
+CARD_END_MARKER = "<!-- end of the peft-vop loading section -->"
 _INSTALLED_FLAG = "_peft_vop_extension"
 # What a save replaces even when it does not write it (weights saved before in the other format).
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
@@ -68,6 +69,8 @@ def _atomic_save_pretrained(original):
         with replacing_directory(target, replaced=ADAPTER_FILES) as staging:
             if (target / "README.md").is_file():
                 shutil.copy2(target / "README.md", staging / "README.md")  # peft updates an existing card
+            # VoP trains prompts only, never the embeddings; peft's "auto" would look the base model up on the Hub.
+            kwargs.setdefault("save_embedding_layers", False)
             original(self, str(staging), *args, **kwargs)
             _add_loading_section(self, staging / "README.md")
 
@@ -87,39 +90,56 @@ def _upload_with_loading_section(original):
 
 
 def _add_loading_section(model: PeftModel, card_path: Path) -> None:
+    """Put "how to load this adapter" at the top of the card (above peft's template), replacing an earlier one."""
     card = ModelCard.load(card_path) if card_path.is_file() else ModelCard("")
     tags = set(card.data.get("tags") or []) | {"vop", "peft-vop", "text-video-retrieval", "clip"}
     card.data["tags"] = sorted(tags)
-    base = card.data.get("base_model") or "<the CLIP checkpoint this adapter was trained on>"
     configs = vop_configs(model)
+    base = next(iter(configs.values())).base_model_name_or_path if configs else None
+    base = base or card.data.get("base_model")
+    if base == "default":  # the small CLIP shipped inside peft-vop: no Hub repository to link to
+        card.data.pop("base_model", None)
+        card.data["tags"] = [tag for tag in card.data["tags"] if tag != "base_model:adapter:default"]
+        load_base = "CLIPModel.from_pretrained(default_model_path())  # the small CLIP shipped with peft-vop"
+        imports = "from peft_vop.synthetic import default_model_path\n"
+    else:
+        load_base = f'CLIPModel.from_pretrained("{base or "<the CLIP checkpoint this adapter was trained on>"}")'
+        imports = ""
     adapters = "\n".join(
         f"| `{name}` | `{config.variant}` | {config.num_frames} | {config.text_prompt_length} | "
         f"{config.vision_prompt_length} |"
         for name, config in sorted(configs.items())
     )
     section = f"""{CARD_MARKER}
-## VoP adapter
+## VoP adapter: how to load it
 
-A [VoP](https://arxiv.org/abs/2211.12764) prompt-tuning adapter for CLIP text-video retrieval, made with
-[peft-vop](https://github.com/peft-vop/peft-vop). VoP is not built into peft: import `peft_vop` before loading,
-which registers the method with peft.
+A [VoP](https://arxiv.org/abs/2211.12764) prompt-tuning adapter for CLIP text-video retrieval. VoP is not built into
+peft: install peft-vop and import `peft_vop` before loading, which registers the method with peft.
 
-| adapter | variant | frames | text prompts | vision prompts |
-|---|---|---|---|---|
-{adapters}
+```bash
+pip install peft-vop
+```
 
 ```python
 import peft_vop  # registers VoP with peft
 from peft import PeftModel
 from transformers import CLIPModel
-
-clip = CLIPModel.from_pretrained("{base}")
+{imports}
+clip = {load_base}
 model = PeftModel.from_pretrained(clip, "<this repository or directory>")
 video_embeds = model.get_image_features(pixel_values=videos).pooler_output  # videos: [B, F, 3, H, W]
 ```
-"""
-    text = card.text.split(CARD_MARKER)[0].rstrip() if CARD_MARKER in card.text else card.text.rstrip()
-    card.text = f"{text}\n\n{section}"
+
+| adapter | variant | frames | text prompts | vision prompts |
+|---|---|---|---|---|
+{adapters}
+{CARD_END_MARKER}"""
+    text = card.text
+    if CARD_MARKER in text:  # an earlier section: at the top (ends with the end marker), or at the end (older cards)
+        before, _, after = text.partition(CARD_MARKER)
+        after = after.partition(CARD_END_MARKER)[2] if CARD_END_MARKER in after else ""
+        text = before.rstrip() + "\n\n" + after.lstrip() if before.strip() else after
+    card.text = f"{section}\n\n{text.strip()}\n"
     card.save(card_path)
 
 

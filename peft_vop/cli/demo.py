@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from .arguments import DEFAULT_SEED, add_progress_argument, silence_progress_bars, spellings
 
 
 STEPS = 7
@@ -22,45 +25,58 @@ STEPS = 7
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `vop demo` options."""
-    from ..config import VARIANTS
+    from typing import get_args
 
-    parser.add_argument("--output-dir", default="runs/demo", metavar="DIR", help="run directory (default: runs/demo)")
+    from ..training.config import DEFAULT_LEARNING_RATE, Variant
+
+    parser.add_argument(*spellings("output_dir"), default="runs/demo", metavar="DIR", help="run folder")
+    parser.add_argument("--variant", default="vop_f+p", choices=get_args(Variant), help="VoP variant to train")
+    parser.add_argument(*spellings("num_train_epochs", "--epochs"), type=int, default=5, help="training epochs")
     parser.add_argument(
-        "--variant", default="vop_f+p", choices=list(VARIANTS), help="VoP variant to train (default: vop_f+p)"
-    )
-    parser.add_argument("--epochs", type=int, default=5, help="training epochs (default: 5)")
-    parser.add_argument(
-        "--learning-rate",
+        *spellings("learning_rate"),
         type=float,
-        default=None,
-        help="peak learning rate (default: vop train's, 1e-2, chosen by a sweep on this world)",
+        default=DEFAULT_LEARNING_RATE,
+        help="peak learning rate (vop train's default, chosen by a sweep on this world)",
     )
-    parser.add_argument("--batch-size", type=int, default=32, help="videos per step (default: 32)")
-    parser.add_argument("--train-videos", type=int, default=600, help="training clips of the world (default: 600)")
-    parser.add_argument("--val-videos", type=int, default=100, help="validation clips, in order pairs (default: 100)")
-    parser.add_argument("--test-videos", type=int, default=200, help="test clips, in order pairs (default: 200)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the world and of training (default: 0)")
-    parser.add_argument("--num-workers", type=int, default=2, help="data-loading workers (default: 2)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a finished demo in --output-dir")
-    parser.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+    parser.add_argument(*spellings("batch_size"), type=int, default=32, help="videos per step")
+    parser.add_argument(*spellings("train_videos"), type=int, default=600, help="training clips of the world")
+    parser.add_argument(*spellings("val_videos"), type=int, default=100, help="validation clips, in order pairs")
+    parser.add_argument(*spellings("test_videos"), type=int, default=200, help="test clips, in order pairs")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the world and of training")
+    parser.add_argument(*spellings("num_workers"), type=int, default=2, help="data-loading workers")
+    parser.add_argument(
+        *spellings("overwrite_output_dir", "--overwrite"),
+        action="store_true",
+        help="replace a finished demo in --output_dir",
+    )
+    add_progress_argument(parser)
+
+
+def check_arguments(args: argparse.Namespace) -> str | None:
+    """The first problem with the arguments, as an error message naming the flag, or `None`."""
+    for name in ("num_train_epochs", "batch_size", "train_videos", "val_videos", "test_videos"):
+        if getattr(args, name) < 1:
+            return f"--{name} must be at least 1; got {getattr(args, name)}"
+    for name in ("val_videos", "test_videos"):
+        if getattr(args, name) % 2:
+            return f"--{name} must be even (clips come in order pairs); got {getattr(args, name)}"
+    if (Path(args.output_dir) / "results.json").exists() and not args.overwrite_output_dir:
+        return f"{args.output_dir} holds a finished demo; pass --overwrite_output_dir or another --output_dir"
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the demo; returns 0 when the reloaded adapter reproduces the trained adapter's metrics."""
-    for name in ("epochs", "batch_size", "train_videos", "val_videos", "test_videos"):
-        if getattr(args, name) < 1:
-            raise SystemExit(
-                f"vop demo: error: --{name.replace('_', '-')} must be at least 1; got {getattr(args, name)}"
-            )
-    for name in ("val_videos", "test_videos"):
-        if getattr(args, name) % 2:
-            raise SystemExit(f"vop demo: error: --{name.replace('_', '-')} must be even (clips come in order pairs)")
-    run_dir = Path(args.output_dir)
-    if (run_dir / "results.json").exists() and not args.overwrite:
-        raise SystemExit(f"vop demo: error: {run_dir} holds a finished demo; pass --overwrite or another --output-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Run the demo; returns 0 when the reloaded adapter reproduces the trained adapter's metrics, 2 for bad flags."""
     started = time.perf_counter()
-    progress = not args.no_progress
+    problem = check_arguments(args)
+    if problem is not None:
+        print(f"vop demo: error: {problem}", file=sys.stderr)
+        return 2
+    run_dir = Path(args.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    progress = not args.disable_tqdm
+    if not progress:
+        silence_progress_bars()
 
     import torch
     from transformers import AutoProcessor, CLIPModel
@@ -68,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data.dataset import VideoTextCollator, VideoTextDataset
     from ..data.preprocessing import FramePreprocessor
     from ..data.records import read_annotations
-    from ..synthetic import default_model_path, generate_world
+    from ..model_names import DEFAULT_MODEL_NAME, resolve_model_name
+    from ..synthetic import generate_world
     from ..synthetic.experiment import embed_split, retrieval_summary
     from ..training import TrainingConfig, train
 
@@ -83,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"  {annotations}")
 
-    model_path = str(default_model_path())
+    model_path = resolve_model_name(DEFAULT_MODEL_NAME)
     processor = AutoProcessor.from_pretrained(model_path)
     preprocessor = FramePreprocessor.from_image_processor(processor.image_processor)
 
@@ -104,34 +121,42 @@ def run(args: argparse.Namespace) -> int:
     _write_json(run_dir / "zero_shot.json", zero_shot)
     print(_row("zero-shot", zero_shot))
 
-    _header(3, f"Training a {args.variant} adapter ({args.epochs} epochs)")
+    _header(3, f"Training a {args.variant} adapter ({plural(args.num_train_epochs, 'epoch')})")
     config = TrainingConfig(
-        model_name_or_path=model_path,
+        model_name_or_path=DEFAULT_MODEL_NAME,
         output_dir=str(run_dir / "adapter"),
         annotations=str(annotations),
         eval_split="val",
         variant=args.variant,
         num_frames=12,
         adapter_options=_adapter_options(args.variant, model_path),
-        num_epochs=args.epochs,
+        num_train_epochs=args.num_train_epochs,
         batch_size=args.batch_size,
         seed=args.seed,
         num_workers=args.num_workers,
         overwrite_output_dir=True,
         disable_tqdm=not progress,
-        **({} if args.learning_rate is None else {"learning_rate": args.learning_rate}),
+        learning_rate=args.learning_rate,
+        random_crop=False,
+        horizontal_flip=False,
     )
     # The world's captions name directions and positions ("moves left", "at the top"), which the paper's flip and
     # crop augmentation would contradict: train on whole, unflipped frames (still random frames and captions).
     train_records = read_annotations(annotations, split="train")
     train_dataset = VideoTextDataset(
-        train_records, preprocessor, num_frames=12, sampling="rand", train=True, augment=False, seed=args.seed
+        train_records,
+        preprocessor,
+        num_frames=12,
+        sampling="rand",
+        train=True,
+        augment=config.augmentations,
+        seed=args.seed,
     )
     result = train(
         config, train_dataset=train_dataset, collate_fn=VideoTextCollator(preprocessor, processor.tokenizer)
     )
     adapter_dir = Path(result.output_dir)
-    print(f"  {result.global_step} steps; final adapter in {adapter_dir}")
+    print(f"  {plural(result.global_step, 'step')}; final adapter in {adapter_dir}")
 
     _header(4, "The trained adapter on the test split")
     from peft import PeftModel
@@ -144,12 +169,12 @@ def run(args: argparse.Namespace) -> int:
     _header(5, "Reloading the adapter in a fresh process (`vop eval`)")
     reload_path = run_dir / "reloaded.json"
     command = [
-        sys.executable, "-m", "peft_vop.cli.main", "eval", "--model", model_path, "--adapter", str(adapter_dir),
-        "--annotations", str(annotations), "--split", "test", "--num-workers", str(args.num_workers),
-        "--output", str(reload_path), "--device", "cpu",
+        sys.executable, "-m", "peft_vop.cli.main", "eval", "--model_name_or_path", DEFAULT_MODEL_NAME,
+        "--adapter_name_or_path", str(adapter_dir), "--annotations", str(annotations), "--split", "test",
+        "--num_workers", str(args.num_workers), "--output", str(reload_path), "--device", "cpu",
     ]  # fmt: skip
     if not progress:
-        command.append("--no-progress")
+        command.append("--disable_tqdm")
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     reloaded = json.loads(reload_path.read_text())
     same = all(reloaded["results"][0][direction] == trained[direction] for direction in ("t2v", "v2t"))
@@ -158,15 +183,22 @@ def run(args: argparse.Namespace) -> int:
     _header(6, "Before and after")
     table = _table(args.variant, zero_shot, trained)
     print(table)
+    if trained["t2v"]["R@1"] < zero_shot["t2v"]["R@1"]:
+        print(
+            f"\nWarning: the adapter retrieves worse than zero-shot CLIP (t2v R@1 {trained['t2v']['R@1']:.1f} < "
+            f"{zero_shot['t2v']['R@1']:.1f}). A run this short at learning rate {config.learning_rate:g} can "
+            "overshoot: try more --train_videos or --num_train_epochs, or a lower --learning_rate.",
+            file=sys.stderr,
+        )
     summary = {
         "variant": args.variant,
-        "epochs": args.epochs,
+        "epochs": args.num_train_epochs,
         "learning_rate": config.learning_rate,
         "train_steps": result.global_step,
         "zero_shot": zero_shot,
         "trained": trained,
         "reload_identical": same,
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(seconds_since_start(started), 1),
     }
     _header(7, "Searching the test clips by text (`vop index`, `vop search`)")
     summary["search"] = _search_test_clips(run_dir, annotations, model_path, adapter_dir, args)
@@ -249,6 +281,21 @@ def _adapter_options(variant: str, model_path: str) -> dict[str, Any]:
 
     layers = CLIPConfig.from_pretrained(model_path).vision_config.num_hidden_layers
     return {"intra_frame_layers": max(1, min(layers - 1, round(layers * 2 / 3)))}
+
+
+def seconds_since_start(fallback_start: float) -> float:
+    """Seconds since this process started (Linux: from /proc, so imports count too), else since `fallback_start`."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+            return float(uptime.read().split()[0]) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - fallback_start
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 epoch`, `2 epochs`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _header(step: int, text: str) -> None:

@@ -2,100 +2,124 @@
 
 Example::
 
-    vop eval --model openai/clip-vit-base-patch32 --adapter runs/vop-msrvtt/adapter \\
-        --benchmark msrvtt --annotations-dir data/msrvtt --video-dir data/msrvtt/videos --output metrics.json
+    vop eval --model_name_or_path openai/clip-vit-base-patch32 --adapter_name_or_path runs/vop-msrvtt \\
+        --benchmark msrvtt --annotations_dir data/msrvtt --video_dir data/msrvtt/videos
+
+writes `runs/vop-msrvtt/eval_metrics.json` (next to the adapter; `--output_dir` chooses another folder).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from typing import Any
 
 from .._atomic import check_writable, write_json
+from .arguments import (
+    DEFAULT_NUM_FRAMES,
+    DEFAULT_SEED,
+    add_model_argument,
+    add_progress_argument,
+    silence_progress_bars,
+    spellings,
+)
 from .dataset_arguments import (
     ArgumentError,
     add_dataset_arguments,
     check_dataset_arguments,
     dataset_source,
+    dataset_spec,
     load_records,
 )
 
 
-DEFAULT_NUM_FRAMES = 12
-# "name" or "namespace/name", as the Hub spells repository ids.
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+METRICS_NAME = "eval_metrics.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `vop eval` options."""
-    parser.add_argument("--model", required=True, metavar="PATH_OR_ID", help="CLIP checkpoint (directory or Hub id)")
-    parser.add_argument("--adapter", metavar="PATH_OR_ID", help="VoP adapter (directory or Hub id); none: zero-shot")
+    add_model_argument(parser, "CLIP checkpoint")
+    parser.add_argument(
+        *spellings("adapter_name_or_path", "--adapter"),
+        dest="adapter_name_or_path",
+        metavar="PATH_OR_ID",
+        help="VoP adapter: a folder (a `vop train` output_dir or its best/) or a Hub id; without it, zero-shot",
+    )
     add_dataset_arguments(parser)
-    parser.add_argument("--cache", metavar="DIR", help="frame cache built by `vop prepare` with the same settings")
-    parser.add_argument("--batch-size", type=int, default=16, help="videos per forward pass (default: 16)")
-    parser.add_argument("--text-batch-size", type=int, default=256, help="captions per forward pass (default: 256)")
     parser.add_argument(
-        "--chunk-size", type=int, default=1024, help="similarity rows computed at once (default: 1024)"
+        *spellings("frame_cache", "--cache"),
+        dest="frame_cache",
+        metavar="DIR",
+        help="frame cache built by `vop prepare` with the same settings",
     )
+    parser.add_argument(*spellings("batch_size"), type=int, default=16, help="videos per forward pass")
+    parser.add_argument(*spellings("text_batch_size"), type=int, default=256, help="captions per forward pass")
+    parser.add_argument(*spellings("chunk_size"), type=int, default=1024, help="similarity rows computed at once")
     parser.add_argument("--dsl", action="store_true", help="also report dual-softmax (DSL) results, labelled as such")
-    parser.add_argument("--dsl-temperature", type=float, default=100.0, help="DSL temperature (default: 100)")
+    parser.add_argument(*spellings("dsl_temperature"), type=float, default=100.0, help="DSL temperature")
+    parser.add_argument("--device", default="auto", help="torch device, e.g. cpu or cuda:0 (auto: cuda if available)")
+    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32", help="model weights")
     parser.add_argument(
-        "--device", default="auto", help="torch device, e.g. cpu or cuda:0 (default: cuda if available)"
+        *spellings("output_dir"),
+        metavar="DIR",
+        help=f"folder of {METRICS_NAME} (default: the adapter's folder; the current folder without a local adapter)",
     )
-    parser.add_argument(
-        "--dtype",
-        choices=("float32", "float16", "bfloat16"),
-        default="float32",
-        help="model weights (default: float32)",
-    )
-    parser.add_argument(
-        "--output", default="eval_metrics.json", metavar="FILE", help="where to write the metrics JSON"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="do not show progress bars")
+    # Earlier releases took the metrics file itself.
+    parser.add_argument("--output", metavar="FILE", help=argparse.SUPPRESS)
+    add_progress_argument(parser)
 
 
-def _check_reference(option: str, value: str, config_file: str | None = None) -> None:
-    """A model or adapter must be an existing directory, or look like a Hub id (downloaded when loaded)."""
-    if os.path.exists(value):
-        if not os.path.isdir(value):
-            raise ArgumentError(f"{option} must be a directory or a Hub id; {value} is a file")
-        if config_file and not os.path.isfile(os.path.join(value, config_file)):
-            raise ArgumentError(f"{option}: {value} has no {config_file}")
-        return
-    if value.startswith((".", "/", "~")) or value.endswith("/") or not _HUB_ID.match(value):
-        raise ArgumentError(f"{option}: directory not found: {value}")
+def metrics_path(args: argparse.Namespace) -> str:
+    """Where the metrics go: `--output` (a file, earlier releases), `--output_dir`, the adapter's folder, or here."""
+    if args.output:
+        return args.output
+    if args.output_dir:
+        folder = args.output_dir
+    elif args.adapter_name_or_path and os.path.isdir(args.adapter_name_or_path):
+        folder = args.adapter_name_or_path
+    else:
+        folder = "."
+    return os.path.join(folder, METRICS_NAME)
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
+    from ..model_names import check_model_name
+
     check_dataset_arguments(args)
-    _check_reference("--model", args.model, "config.json")
-    if args.adapter:
-        _check_reference("--adapter", args.adapter, "adapter_config.json")
-    if args.cache and not os.path.isfile(os.path.join(args.cache, "manifest.json")):
-        raise ArgumentError(f"--cache: no frame cache at {args.cache} (build one with `vop prepare`)")
+    try:
+        args.model_path = check_model_name(args.model_name_or_path)
+        if args.adapter_name_or_path:
+            check_model_name(args.adapter_name_or_path, "--adapter_name_or_path", "adapter_config.json")
+    except ValueError as error:
+        raise ArgumentError(str(error)) from error
+    if args.frame_cache and not os.path.isfile(os.path.join(args.frame_cache, "manifest.json")):
+        raise ArgumentError(f"--frame_cache: no frame cache at {args.frame_cache} (build one with `vop prepare`)")
     for option, value in (
-        ("--batch-size", args.batch_size),
-        ("--text-batch-size", args.text_batch_size),
-        ("--chunk-size", args.chunk_size),
+        ("--batch_size", args.batch_size),
+        ("--text_batch_size", args.text_batch_size),
+        ("--chunk_size", args.chunk_size),
     ):
         if value < 1:
             raise ArgumentError(f"{option} must be at least 1; got {value}")
-    output_dir = os.path.dirname(os.path.abspath(args.output))
-    if not os.path.isdir(output_dir):
-        raise ArgumentError(f"--output: directory {output_dir} does not exist")
-    if os.path.isdir(args.output):
+    if args.output_dir and os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        raise ArgumentError(f"--output_dir must be a folder; {args.output_dir} is a file")
+    option = "--output" if args.output else "--output_dir"
+    output = metrics_path(args)
+    if os.path.isdir(output):
         raise ArgumentError(
-            f"--output: {args.output} is a directory; give a file name, e.g. {args.output}/metrics.json"
+            f"{option}: {output} is a directory; give a file name, e.g. {os.path.join(output, METRICS_NAME)}, or "
+            f"--output_dir {output}"
         )
+    folder = os.path.dirname(os.path.abspath(output))
+    if args.output and not os.path.isdir(folder):
+        raise ArgumentError(f"--output: folder {folder} does not exist")
     try:
-        check_writable(output_dir)
+        check_writable(folder)
     except ValueError as error:
-        raise ArgumentError(f"--output: {error}") from error
-    if args.adapter:
-        _check_adapter_weights(args.adapter)
+        raise ArgumentError(f"{option}: {error}") from error
+    if args.adapter_name_or_path:
+        _check_adapter_weights(args.adapter_name_or_path)
 
 
 def _check_adapter_weights(adapter: str) -> None:
@@ -110,7 +134,7 @@ def _check_adapter_weights(adapter: str) -> None:
             pass
     except (SafetensorError, OSError) as error:
         raise ArgumentError(
-            f"--adapter: {weights} is truncated or corrupt ({error}); save or download the adapter again"
+            f"--adapter_name_or_path: {weights} is truncated or corrupt ({error}); save or download the adapter again"
         ) from error
 
 
@@ -131,8 +155,8 @@ def _num_frames(args: argparse.Namespace, adapter_config: Any) -> int:
     adapter_frames = getattr(adapter_config, "num_frames", None)
     if adapter_frames is not None and args.num_frames is not None and args.num_frames != adapter_frames:
         raise ArgumentError(
-            f"--num-frames {args.num_frames} differs from the adapter's num_frames={adapter_frames}; "
-            "leave --num-frames out to use the adapter's"
+            f"--num_frames {args.num_frames} differs from the adapter's num_frames={adapter_frames}; "
+            "leave --num_frames out to use the adapter's"
         )
     return args.num_frames or adapter_frames or DEFAULT_NUM_FRAMES
 
@@ -148,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.disable_tqdm:
+        silence_progress_bars()
     import torch
     from transformers import AutoProcessor, CLIPModel
 
@@ -158,40 +184,47 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ..data.preprocessing import FramePreprocessor
     from ..retrieval.evaluation import evaluate_retrieval
 
+    adapter = args.adapter_name_or_path
     adapter_config = None
-    if args.adapter:
+    if adapter:
         from peft import PeftConfig
 
-        adapter_config = _load("--adapter", args.adapter, lambda: PeftConfig.from_pretrained(args.adapter))
+        adapter_config = _load("--adapter_name_or_path", adapter, lambda: PeftConfig.from_pretrained(adapter))
     num_frames = _num_frames(args, adapter_config)
     source = dataset_source(args)
-    try:
-        records = load_records(args)
-    except (ValueError, TypeError, OSError) as error:  # bad annotation content: the message names file and line
-        raise ArgumentError(str(error)) from error
+    records = load_records(args)
     if not any(record.captions for record in records):
         raise ArgumentError(
             f"{source}: none of the {len(records)} videos has a caption, so there is nothing to retrieve; "
             "give the videos captions"
         )
-    processor = _load("--model", args.model, lambda: AutoProcessor.from_pretrained(args.model))
+    processor = _load(
+        "--model_name_or_path", args.model_name_or_path, lambda: AutoProcessor.from_pretrained(args.model_path)
+    )
     preprocessor = FramePreprocessor.from_image_processor(processor.image_processor)
     try:
+        seed = DEFAULT_SEED
+        if args.frame_cache:
+            from ..data.cache import FrameCache
+
+            seed = FrameCache(args.frame_cache).settings.get("seed", seed)  # uniform sampling ignores it
         dataset = VideoTextDataset(
-            records, preprocessor, num_frames=num_frames, on_error=args.on_error, cache=args.cache
+            records, preprocessor, num_frames=num_frames, seed=seed, on_error=args.on_error, cache=args.frame_cache
         )
     except ValueError as error:  # e.g. a cache built with other settings
         raise ArgumentError(str(error)) from error
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     model = _load(
-        "--model", args.model, lambda: CLIPModel.from_pretrained(args.model, dtype=getattr(torch, args.dtype))
+        "--model_name_or_path",
+        args.model_name_or_path,
+        lambda: CLIPModel.from_pretrained(args.model_path, dtype=getattr(torch, args.dtype)),
     )
     max_length = min(processor.tokenizer.model_max_length, model.config.text_config.max_position_embeddings)
-    if args.adapter:
+    if adapter:
         from peft import PeftModel
 
-        model = _load("--adapter", args.adapter, lambda: PeftModel.from_pretrained(model, args.adapter))
+        model = _load("--adapter_name_or_path", adapter, lambda: PeftModel.from_pretrained(model, adapter))
     model.to(device).eval()
 
     try:
@@ -206,34 +239,28 @@ def _evaluate(args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size,
             dsl=args.dsl,
             dsl_temperature=args.dsl_temperature,
-            progress=not args.no_progress,
+            progress=not args.disable_tqdm,
         )
     except VideoDecodeError as error:
-        print(f"vop eval: error: {error}\n(use --on-error skip or repair to go on past it)", file=sys.stderr)
+        print(f"vop eval: error: {error}\n(use --on_error skip or repair to go on past it)", file=sys.stderr)
         return 1
     except ValueError as error:  # e.g. every video skipped: nothing to evaluate
         raise ArgumentError(
-            f"{source}: {error} Check the video paths (and --video-dir), or look at the skipped videos above"
+            f"{source}: {error} Check the video paths (and --video_dir), or look at the skipped videos above"
         ) from error
 
     print(report.format_table())
     summary = {
-        "model": args.model,
-        "adapter": args.adapter,
-        "dataset": _describe_dataset(args),
+        "model": args.model_name_or_path,
+        "adapter": adapter,
+        "dataset": {**dataset_spec(args).describe(), "split": args.split},
         "num_frames": num_frames,
         "sampling": "uniform",
         "on_error": args.on_error,
         **report.to_dict(),
     }
-    write_json(args.output, summary)
-    print(f"Metrics written to {args.output}")
+    output = metrics_path(args)
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    write_json(output, summary)
+    print(f"Metrics written to {output}")
     return 0
-
-
-def _describe_dataset(args: argparse.Namespace) -> dict[str, Any]:
-    if args.annotations:
-        return {"annotations": args.annotations, "split": args.split}
-    if args.benchmark:
-        return {"benchmark": args.benchmark, "split": args.split, "annotations_dir": args.annotations_dir}
-    return {"hf_dataset": args.hf_dataset, "split": args.split}

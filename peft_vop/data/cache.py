@@ -158,9 +158,16 @@ class FrameCache:
             if self.settings.get(key) != value
         ]
         if differences:
+            flags = " ".join(
+                f"--{key} {self.settings[key]}"
+                for key in ("num_frames", "seed")
+                if key in settings and self.settings.get(key) != settings[key]
+            )
+            use_cache = f", or give this command the cache's settings ({flags})" if flags else ""
             raise ValueError(
                 f"The frame cache at {self.directory} was built with other settings and cannot be used "
-                f"({'; '.join(differences)}). Rebuild it with `vop prepare --overwrite` or use another directory."
+                f"({'; '.join(differences)}). Rebuild it with `vop prepare --overwrite_output_dir` and this "
+                f"command's settings, use another folder{use_cache}."
             )
 
     def is_current(self, record: VideoRecord) -> bool:

@@ -7,14 +7,21 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from peft_vop.data.spec import DatasetSpec, ErrorPolicy
 
 
 if TYPE_CHECKING:
     from peft_vop.config import VoPConfig
 
 
-MIXED_PRECISION_CHOICES: tuple[str, ...] = ("no", "fp16", "bf16")
+MixedPrecision = Literal["no", "fp16", "bf16"]
+MIXED_PRECISION_CHOICES: tuple[str, ...] = get_args(MixedPrecision)
+# The names of peft_vop.VARIANTS, spelled out here so that `vop train --help` can
+# list them without importing the tuner or the data pipeline (tests/cli/test_arguments.py checks they agree).
+Variant = Literal["vop", "vop_p", "vop_c", "vop_f", "vop_f+p", "vop_f+c"]
+TrainSampling = Literal["rand", "uniform"]
 # Writers that `accelerate` can build from a name (`Accelerator(log_with=...)`); "all" picks every installed one.
 TRACKER_CHOICES: tuple[str, ...] = ("all", "tensorboard", "wandb", "comet_ml", "aim", "mlflow", "clearml", "dvclive")
 RESUME_LATEST = "latest"
@@ -23,6 +30,12 @@ EVAL_METRICS: tuple[str, ...] = (
     *(f"{direction}/{name}" for direction in ("t2v", "v2t") for name in ("R@1", "R@5", "R@10", "MdR", "MnR")),
     "rsum",
 )
+EvalMetric = Literal[EVAL_METRICS]
+# The fields every run needs; `vop train` takes them as flags or from --config.
+REQUIRED_FIELDS: tuple[str, ...] = ("model_name_or_path", "output_dir")
+# Earlier spellings of config keys (and so of flags), still read for one release.
+RENAMED_KEYS: dict[str, str] = {"num_epochs": "num_train_epochs"}
+DEFAULT_SEED = 42
 
 # Measured with `benchmarks/lr_sweep.py` (see docs/training.md, "How the default learning rate was chosen").
 DEFAULT_LEARNING_RATE = 1e-2
@@ -45,7 +58,8 @@ class TrainingConfig:
 
     Args:
         model_name_or_path (`str`):
-            CLIP checkpoint to adapt: a local directory written by `save_pretrained` or a Hub id.
+            CLIP checkpoint to adapt: a local directory written by `save_pretrained`, a Hub id, or `"default"` for
+            the small CLIP shipped with peft-vop (`peft_vop.synthetic.default_model_path()`).
         output_dir (`str`):
             Where the run writes its adapter, checkpoints, logs and resolved config. Must be empty, absent, or hold
             this same run (to resume it).
@@ -59,6 +73,14 @@ class TrainingConfig:
             Directory of the benchmark's annotation files.
         video_dir (`str`, *optional*):
             Directory of the benchmark's videos.
+        hf_dataset (`str`, *optional*):
+            A Hugging Face dataset with a video column: a directory written by `save_to_disk`, or a Hub id.
+        video_column (`str`, defaults to `"video"`):
+            Video column of `hf_dataset`.
+        caption_column (`list[str]`, defaults to `["caption"]`):
+            Caption column(s) of `hf_dataset`.
+        id_column (`str`, *optional*):
+            Unique-id column of `hf_dataset` (default: the video path).
         train_split (`str`, defaults to `"train"`):
             Split to train on (`train_9k` or `train_7k` for MSR-VTT).
         eval_split (`str`, *optional*, defaults to `"val"`):
@@ -74,8 +96,16 @@ class TrainingConfig:
             Frame sampling for training: `"rand"` (a random frame of each of the F segments, the paper's) or
             `"uniform"` (the middle frame). Evaluation always samples uniformly.
         on_error (`str`, defaults to `"raise"`):
-            Unreadable videos: `"raise"` stops naming the file, `"repair"` repeats the last good frame. (`"skip"`,
-            which `vop eval` offers, would make batches uneven across processes and is not accepted here.)
+            Unreadable videos: `"raise"` stops naming the file, `"repair"` repeats the last good frame, `"skip"`
+            leaves out the videos that `frame_cache` (and `eval_frame_cache`) do not hold: build them with `vop
+            prepare --on_error skip`, which stores every readable video. Without the caches `"skip"` is refused (a
+            video dropped while training would make batches uneven across processes).
+        random_crop (`bool`, defaults to `True`):
+            Augment training clips with one random resized crop per clip (the paper's). Turn it off when captions
+            name positions ("at the top left"), which a crop can cut away; frames are then center-cropped.
+        horizontal_flip (`bool`, defaults to `True`):
+            Flip half of the training clips horizontally (the paper's). Turn it off when captions name directions
+            or sides ("moves left"): a flip makes such a caption false.
         variant (`str`, defaults to `"vop"`):
             VoP variant: `"vop"`, `"vop_p"`, `"vop_c"`, `"vop_f"`, `"vop_f+p"` or `"vop_f+c"`.
         num_frames (`int`, defaults to 12):
@@ -86,11 +116,13 @@ class TrainingConfig:
             Peak learning rate of AdamW, reached at the end of the warm-up.
         weight_decay (`float`, defaults to 0.2):
             AdamW weight decay.
-        adam_betas (`tuple[float, float]`, defaults to `(0.9, 0.999)`):
-            AdamW betas.
+        adam_beta1 (`float`, defaults to 0.9):
+            AdamW beta1.
+        adam_beta2 (`float`, defaults to 0.999):
+            AdamW beta2.
         adam_epsilon (`float`, defaults to 1e-8):
             AdamW epsilon.
-        num_epochs (`int`, defaults to 5):
+        num_train_epochs (`int`, defaults to 5):
             Passes over the training split.
         max_steps (`int`, *optional*):
             Stop after this many optimizer steps instead (the schedule is then sized by it).
@@ -109,7 +141,7 @@ class TrainingConfig:
             `"no"`, `"fp16"` or `"bf16"`, passed to `accelerate`. `None` takes the setting of `accelerate launch
             --mixed_precision` or of `accelerate config`, and `"no"` without either.
         seed (`int`, defaults to 42):
-            Seeds adapter initialisation, shuffling, frame sampling, augmentation and caption choice.
+            The same default as `vop prepare`, so a frame cache built with defaults fits. Seeds adapter initialisation, shuffling, frame sampling, augmentation and caption choice.
         num_workers (`int`, *optional*):
             Data-loading worker processes per training process. `None` picks 0 when training on CPUs from a frame
             cache (the per-video work is then a few cheap tensor operations, faster on all cores inside the step than
@@ -146,7 +178,8 @@ class TrainingConfig:
     """
 
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "CLIP checkpoint: a local directory or a Hub id."}
+        default=None,
+        metadata={"help": "CLIP checkpoint: a local directory, a Hub id, or `default` (the small CLIP shipped here)."},
     )
     output_dir: str | None = field(
         default=None, metadata={"help": "Directory for the adapter, checkpoints, logs and the resolved config."}
@@ -158,40 +191,69 @@ class TrainingConfig:
         default=None, metadata={"help": "msrvtt, msvd, didemo, activitynet or lsmdc (instead of annotations)."}
     )
     annotations_dir: str | None = field(default=None, metadata={"help": "The benchmark's annotation directory."})
-    video_dir: str | None = field(default=None, metadata={"help": "The benchmark's video directory."})
+    video_dir: str | None = field(
+        default=None, metadata={"help": "The benchmark's video directory, or the root of hf_dataset's relative paths."}
+    )
+    hf_dataset: str | None = field(
+        default=None, metadata={"help": "A `datasets` dataset saved to disk, or a Hub id (instead of annotations)."}
+    )
+    video_column: str = field(default="video", metadata={"help": "Video column of hf_dataset."})
+    caption_column: list[str] = field(
+        default_factory=lambda: ["caption"], metadata={"help": "Caption column(s) of hf_dataset."}
+    )
+    id_column: str | None = field(default=None, metadata={"help": "Unique-id column of hf_dataset (default: path)."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
     eval_split: str | None = field(
-        default="val", metadata={"help": "Split for periodic evaluation; null disables evaluation."}
+        default="val", metadata={"help": "Split for periodic evaluation; `none` disables evaluation."}
     )
     frame_cache: str | None = field(default=None, metadata={"help": "Frame cache of the training split."})
     eval_frame_cache: str | None = field(default=None, metadata={"help": "Frame cache of the evaluation split."})
-    train_sampling: str = field(default="rand", metadata={"help": "Training frame sampling: rand or uniform."})
-    on_error: str = field(default="raise", metadata={"help": "Unreadable videos: raise or repair."})
+    train_sampling: TrainSampling = field(default="rand", metadata={"help": "Training frame sampling."})
+    on_error: ErrorPolicy = field(
+        default="raise",
+        metadata={
+            "help": "Unreadable videos: stop naming the file, repeat the last good frame, or (with frame caches "
+            "built by `vop prepare --on_error skip`) leave out the videos the caches do not hold."
+        },
+    )
+    random_crop: bool = field(
+        default=True, metadata={"help": "One random resized crop per training clip; off for captions naming places."}
+    )
+    horizontal_flip: bool = field(
+        default=True, metadata={"help": "Flip half of the training clips; off for captions naming directions."}
+    )
 
-    variant: str = field(default="vop", metadata={"help": "vop, vop_p, vop_c, vop_f, vop_f+p or vop_f+c."})
+    variant: Variant = field(default="vop", metadata={"help": "VoP variant."})
     num_frames: int = field(default=12, metadata={"help": "Frames per video."})
     adapter_options: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "Further keyword arguments of peft_vop.VoPConfig."}
+        default_factory=dict,
+        metadata={
+            "help": "Further keyword arguments of peft_vop.VoPConfig, as JSON or YAML: '{intra_frame_layers: 2}'."
+        },
     )
 
     learning_rate: float = field(default=DEFAULT_LEARNING_RATE, metadata={"help": "Peak AdamW learning rate."})
     weight_decay: float = field(default=0.2, metadata={"help": "AdamW weight decay."})
-    adam_betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "AdamW betas."})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
+    adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2."})
     adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
-    num_epochs: int = field(default=5, metadata={"help": "Passes over the training split."})
+    num_train_epochs: int = field(default=5, metadata={"help": "Passes over the training split."})
     max_steps: int | None = field(
-        default=None, metadata={"help": "Stop after this many optimizer steps (overrides num_epochs)."}
+        default=None, metadata={"help": "Stop after this many optimizer steps (overrides num_train_epochs)."}
     )
     batch_size: int = field(default=32, metadata={"help": "Videos per optimizer step, all processes together."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Forward passes per optimizer step."})
     warmup_ratio: float = field(default=0.1, metadata={"help": "Fraction of steps in linear warm-up."})
-    max_grad_norm: float | None = field(default=1.0, metadata={"help": "Gradient-norm clip; null disables it."})
-    mixed_precision: str | None = field(
-        default=None, metadata={"help": "no, fp16 or bf16; null: what `accelerate launch`/`accelerate config` set."}
+    max_grad_norm: float | None = field(default=1.0, metadata={"help": "Gradient-norm clip; `none` disables it."})
+    mixed_precision: MixedPrecision | None = field(
+        default=None, metadata={"help": "Default: what `accelerate launch` or `accelerate config` set, else no."}
     )
-    seed: int = field(default=42, metadata={"help": "Seed of initialisation, shuffling and augmentation."})
+    seed: int = field(
+        default=DEFAULT_SEED, metadata={"help": "Seed of initialisation, frame sampling, shuffling and augmentation."}
+    )
     num_workers: int | None = field(
-        default=None, metadata={"help": "Data-loading workers per process; null: 0 on CPU with a frame cache, else 2."}
+        default=None,
+        metadata={"help": "Data-loading workers per process (default: 0 on CPU with a frame cache, else 2)."},
     )
 
     logging_steps: int = field(default=10, metadata={"help": "Log every this many optimizer steps."})
@@ -200,18 +262,18 @@ class TrainingConfig:
         default_factory=list, metadata={"help": "Trackers by accelerate name, e.g. tensorboard, wandb, all."}
     )
     eval_steps: int | None = field(
-        default=None, metadata={"help": "Evaluate every this many steps; null: at the end of every epoch."}
+        default=None, metadata={"help": "Evaluate every this many steps (default: at the end of every epoch)."}
     )
-    metric_for_best_model: str = field(
+    metric_for_best_model: EvalMetric = field(
         default="t2v/R@1", metadata={"help": "Metric that picks the adapter kept in output_dir/best."}
     )
     max_eval_videos: int | None = field(default=None, metadata={"help": "Evaluate on this many videos only."})
     checkpoint_steps: int | None = field(
-        default=500, metadata={"help": "Write a resumable checkpoint every this many steps."}
+        default=500, metadata={"help": "Write a resumable checkpoint every this many steps; `none`: at the end only."}
     )
     checkpoints_total_limit: int | None = field(default=2, metadata={"help": "Keep this many newest checkpoints."})
     resume_from_checkpoint: str | None = field(
-        default=None, metadata={"help": "'latest' or the path of a checkpoint to resume from."}
+        default=None, metadata={"help": "`latest` or the path of a checkpoint to resume from."}
     )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Delete the contents of output_dir instead of refusing to run."}
@@ -221,32 +283,33 @@ class TrainingConfig:
     hub_private_repo: bool | None = field(default=None, metadata={"help": "Create the Hub repository as private."})
 
     def __post_init__(self) -> None:
-        if isinstance(self.adam_betas, list):
-            self.adam_betas = tuple(self.adam_betas)
+        if isinstance(self.caption_column, str):
+            self.caption_column = [self.caption_column]
         if isinstance(self.report_to, str):
             self.report_to = [self.report_to]
         self.report_to = [name for name in self.report_to if name != "none"]
         self._check()
 
     def _check(self) -> None:
-        for name in ("model_name_or_path", "output_dir"):
+        for name in REQUIRED_FIELDS:
             if not getattr(self, name):
-                raise ValueError(f"`{name}` is required; got {getattr(self, name)!r}.")
-        if (self.annotations is None) == (self.benchmark is None):
-            raise ValueError(
-                "Give exactly one dataset: `annotations` (a generic annotation file) or `benchmark` (with "
-                f"`annotations_dir` and `video_dir`); got annotations={self.annotations!r}, "
-                f"benchmark={self.benchmark!r}."
-            )
-        if self.train_sampling not in ("rand", "uniform"):
-            raise ValueError(f"`train_sampling` must be 'rand' or 'uniform'; got {self.train_sampling!r}.")
-        if self.on_error not in ("raise", "repair"):
-            raise ValueError(
-                f"`on_error` must be 'raise' or 'repair' for training; got {self.on_error!r} ('skip' would make "
-                "batches uneven across processes; `vop prepare --on-error skip` lists the unreadable videos)."
-            )
+                raise ValueError(
+                    f"`{name}` is required (--{name} or the config file's key); got {getattr(self, name)!r}."
+                )
+        self.dataset_spec()  # exactly one dataset source, with what it needs
+        _check_choice("train_sampling", self.train_sampling, get_args(TrainSampling))
+        _check_choice("on_error", self.on_error, get_args(ErrorPolicy))
+        if self.on_error == "skip":
+            for name in ("frame_cache", *(("eval_frame_cache",) if self.eval_split is not None else ())):
+                if getattr(self, name) is None:
+                    raise ValueError(
+                        f"`on_error` 'skip' needs `{name}` (--{name}): a frame cache built by `vop prepare --on_error "
+                        "skip` holds every readable video, and the others are left out before training starts (a "
+                        "video dropped while training would make batches uneven across processes); or use "
+                        "--on_error repair."
+                    )
         _check_int("num_frames", self.num_frames, minimum=1)
-        _check_int("num_epochs", self.num_epochs, minimum=1)
+        _check_int("num_train_epochs", self.num_train_epochs, minimum=1)
         _check_int("max_steps", self.max_steps, minimum=1, optional=True)
         _check_int("batch_size", self.batch_size, minimum=2, why="the contrastive loss needs negatives")
         _check_int("gradient_accumulation_steps", self.gradient_accumulation_steps, minimum=1)
@@ -273,19 +336,15 @@ class TrainingConfig:
         _check_float("warmup_ratio", self.warmup_ratio, low=0.0, high=1.0, high_open=True)
         if self.max_grad_norm is not None:
             _check_float("max_grad_norm", self.max_grad_norm, low=0.0, low_open=True)
-        if (
-            not isinstance(self.adam_betas, tuple)
-            or len(self.adam_betas) != 2
-            or not all(isinstance(beta, (int, float)) and 0 <= beta < 1 for beta in self.adam_betas)
-        ):
-            raise ValueError(f"`adam_betas` must be two numbers in [0, 1); got {self.adam_betas!r}.")
-        if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION_CHOICES:
-            raise ValueError(
-                f"`mixed_precision` must be one of {list(MIXED_PRECISION_CHOICES)}; got {self.mixed_precision!r}."
-            )
+        _check_float("adam_beta1", self.adam_beta1, low=0.0, high=1.0, high_open=True)
+        _check_float("adam_beta2", self.adam_beta2, low=0.0, high=1.0, high_open=True)
+        if self.mixed_precision is not None:
+            _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION_CHOICES)
         unknown = [name for name in self.report_to if name not in TRACKER_CHOICES]
         if unknown:
-            raise ValueError(f"`report_to` must name trackers among {list(TRACKER_CHOICES)}; got {unknown}.")
+            raise ValueError(
+                f"`report_to` (--report_to) must name trackers among {list(TRACKER_CHOICES)}; got {unknown}."
+            )
         if not isinstance(self.adapter_options, dict):
             raise TypeError(f"`adapter_options` must be a mapping; got {type(self.adapter_options).__name__}.")
         clashing = sorted({"variant", "num_frames"} & set(self.adapter_options))
@@ -294,15 +353,40 @@ class TrainingConfig:
                 f"`adapter_options` must not set {clashing}: they are top-level keys of the training config."
             )
         self.adapter_config()  # an unknown variant or adapter option fails here, before anything is loaded
-        if self.metric_for_best_model not in EVAL_METRICS:
-            raise ValueError(
-                f"`metric_for_best_model` must be one of {list(EVAL_METRICS)}; got {self.metric_for_best_model!r}."
-            )
+        _check_choice("metric_for_best_model", self.metric_for_best_model, EVAL_METRICS)
         if self.eval_split is not None and self.eval_split == self.train_split:
             raise ValueError(
-                f"`eval_split` and `train_split` are both {self.train_split!r}; evaluate on held-out videos, or set "
-                "`eval_split` to null to disable evaluation."
+                f"`eval_split` and `train_split` are both {self.train_split!r}; evaluate on held-out videos, or "
+                "disable evaluation with --eval_split none (`eval_split: null` in a config file)."
             )
+
+    @property
+    def num_epochs(self) -> int:
+        """Earlier name of `num_train_epochs`, kept for one release."""
+        return self.num_train_epochs
+
+    @property
+    def adam_betas(self) -> tuple[float, float]:
+        """`(adam_beta1, adam_beta2)`, as `torch.optim.AdamW` takes them."""
+        return self.adam_beta1, self.adam_beta2
+
+    @property
+    def augmentations(self) -> tuple[str, ...]:
+        """The training augmentations switched on, as `VideoTextDataset(augment=...)` names them."""
+        return tuple(name for name, on in (("crop", self.random_crop), ("flip", self.horizontal_flip)) if on)
+
+    def dataset_spec(self) -> DatasetSpec:
+        """The [`~peft_vop.data.spec.DatasetSpec`] of the configured dataset (checked when built)."""
+        return DatasetSpec(
+            annotations=self.annotations,
+            benchmark=self.benchmark,
+            annotations_dir=self.annotations_dir,
+            video_dir=self.video_dir,
+            hf_dataset=self.hf_dataset,
+            video_column=self.video_column,
+            caption_column=tuple(self.caption_column),
+            id_column=self.id_column,
+        )
 
     def adapter_config(self) -> VoPConfig:
         """The `peft_vop.VoPConfig` of the adapter this run trains."""
@@ -338,17 +422,25 @@ class TrainingConfig:
             values (`dict`):
                 Field names of [`TrainingConfig`] and their values.
         """
+        from transformers import HfArgumentParser
+
+        values = dict(values)
+        for old, new in RENAMED_KEYS.items():
+            if old in values:
+                values.setdefault(new, values.pop(old))
+        if "adam_betas" in values:  # an earlier key: the pair that is now `adam_beta1` and `adam_beta2`
+            values.setdefault("adam_beta1", values["adam_betas"][0])
+            values.setdefault("adam_beta2", values.pop("adam_betas")[1])
         known = {item.name for item in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"Unknown training config keys {unknown}; accepted keys are {sorted(known)}.")
-        return cls(**values)
+        (config,) = HfArgumentParser(cls).parse_dict(values)
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a JSON-serialisable mapping (what `output_dir/training_config.json` holds)."""
-        values = dataclasses.asdict(self)
-        values["adam_betas"] = list(self.adam_betas)
-        return values
+        return dataclasses.asdict(self)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the config as JSON to `path` (atomically: a kill leaves the old file or the new one)."""
@@ -412,13 +504,18 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     return values
 
 
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"`{name}` (--{name}) must be one of {list(choices)}; got {value!r}.")
+
+
 def _check_int(name: str, value: Any, *, minimum: int, optional: bool = False, why: str = "") -> None:
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         accepted = f"an integer >= {minimum}" + (" or null" if optional else "")
         reason = f" ({why})" if why else ""
-        raise ValueError(f"`{name}` must be {accepted}{reason}; got {value!r}.")
+        raise ValueError(f"`{name}` (--{name}) must be {accepted}{reason}; got {value!r}.")
 
 
 def _check_float(
@@ -438,4 +535,4 @@ def _check_float(
     if not ok:
         interval = ("(" if low_open else "[") + f"{low}, " + ("inf)" if high is None else f"{high}")
         interval += "" if high is None else (")" if high_open else "]")
-        raise ValueError(f"`{name}` must be a number in {interval}; got {value!r}.")
+        raise ValueError(f"`{name}` (--{name}) must be a number in {interval}; got {value!r}.")

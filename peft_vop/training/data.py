@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +28,8 @@ from peft_vop.data import (
     VideoTextCollator,
     VideoTextDataset,
 )
-from peft_vop.data.benchmarks import BENCHMARKS, read_benchmark
-from peft_vop.data.records import read_annotations
 
+from ..model_names import resolve_model_name
 from .config import TrainingConfig
 from .evaluation import EvalData
 
@@ -39,34 +39,14 @@ def read_split(config: TrainingConfig, split: str) -> Sequence[VideoRecord]:
     Read the videos of one split of the configured dataset and check that their files exist.
 
     Args:
-        config ([`TrainingConfig`]): names the dataset (`annotations`, or `benchmark` with its directories).
+        config ([`TrainingConfig`]): names the dataset (its [`~peft_vop.data.spec.DatasetSpec`]).
         split (`str`): the split to read.
 
     Returns:
         `Sequence[VideoRecord]`: the split's videos, in file order.
     """
-    if config.annotations is not None:
-        if not os.path.isfile(config.annotations):
-            raise FileNotFoundError(f"`annotations`: file not found: {config.annotations}")
-        records = read_annotations(config.annotations, split=split)
-        source = f"annotation file {config.annotations}"
-    else:
-        if config.benchmark not in BENCHMARKS:
-            raise ValueError(f"`benchmark` must be one of {sorted(BENCHMARKS)}; got {config.benchmark!r}.")
-        for name in ("annotations_dir", "video_dir"):
-            directory = getattr(config, name)
-            if not directory or not os.path.isdir(directory):
-                raise FileNotFoundError(
-                    f"`{name}` of benchmark {config.benchmark!r}: directory not found: {directory}"
-                )
-        if split not in BENCHMARKS[config.benchmark].splits:
-            raise ValueError(
-                f"Split {split!r} is not a split of {config.benchmark}; it has {list(BENCHMARKS[config.benchmark].splits)}."
-            )
-        records = read_benchmark(config.benchmark, config.annotations_dir, config.video_dir, split)
-        source = f"benchmark {config.benchmark}"
-    if len(records) == 0:
-        raise ValueError(f"The {source} has no videos in split {split!r}.")
+    flag = "--train_split" if split == config.train_split else "--eval_split"
+    records = config.dataset_spec().read(split, flag=flag)
     missing = [record.name for record in records if isinstance(record.video, str) and not os.path.isfile(record.video)]
     if missing:
         raise FileNotFoundError(
@@ -84,6 +64,7 @@ def load_processing(model_name_or_path: str) -> tuple[FramePreprocessor, Any]:
     """The checkpoint's frame preprocessing and tokenizer (read from its config files)."""
     from transformers import AutoTokenizer
 
+    model_name_or_path = resolve_model_name(model_name_or_path)
     try:
         preprocessor = FramePreprocessor.from_pretrained(model_name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
@@ -98,22 +79,24 @@ def build_train_data(config: TrainingConfig) -> tuple[VideoTextDataset, VideoTex
     """
     The training split as a dataset of (video, one of its captions) items and the collator that batches it.
 
-    Frames are sampled with `config.train_sampling` and augmented (one random resized crop and flip per clip); the
-    caption of a video is drawn from its captions anew each epoch. All draws depend on `(seed, epoch, video)` only.
-    Workers hand over `uint8` frames and crop boxes; [`device_step`] of the collator does the rest on the device.
+    Frames are sampled with `config.train_sampling` and augmented as `random_crop` and `horizontal_flip` say (one
+    crop and one flip per clip); the caption of a video is drawn from its captions anew each epoch. All draws depend
+    on `(seed, epoch, video)` only. Workers hand over `uint8` frames and crop boxes; [`device_step`] of the collator
+    does the rest on the device.
     """
     preprocessor, tokenizer = load_processing(config.model_name_or_path)
     records = read_split(config, config.train_split)
     cache = FrameCache(config.frame_cache) if config.frame_cache is not None else None
+    records = _cached_only(records, cache, config.on_error)
     dataset = VideoTextDataset(
         records,
         preprocessor,
         num_frames=config.num_frames,
         sampling=config.train_sampling,
         train=True,
-        augment=True,
+        augment=config.augmentations,
         seed=config.seed,
-        on_error=config.on_error,
+        on_error="raise" if config.on_error == "skip" else config.on_error,
         cache=cache,
         device_preprocessing=True,
     )
@@ -283,6 +266,7 @@ def build_eval_data(config: TrainingConfig) -> EvalData:
     if config.eval_frame_cache is not None:
         cache = FrameCache(config.eval_frame_cache)
         seed = cache.settings.get("seed", 0)  # uniform sampling ignores the seed, but the cache records one
+        records = _cached_only(records, cache, config.on_error)
     videos = VideoTextDataset(
         records,
         preprocessor,
@@ -290,7 +274,7 @@ def build_eval_data(config: TrainingConfig) -> EvalData:
         sampling="uniform",
         train=False,
         seed=seed,
-        on_error=config.on_error,
+        on_error="raise" if config.on_error == "skip" else config.on_error,
         cache=cache,
     )
     captions = [caption for record in records for caption in record.captions]
@@ -303,6 +287,21 @@ def build_eval_data(config: TrainingConfig) -> EvalData:
         video_collate_fn=collate_videos,
         caption_collate_fn=CaptionCollator(tokenizer),
     )
+
+
+def _cached_only(records: Sequence[VideoRecord], cache: FrameCache | None, on_error: str) -> Sequence[VideoRecord]:
+    """With `on_error="skip"`, the videos the cache holds (`vop prepare --on_error skip` stores the readable ones)."""
+    if on_error != "skip" or cache is None:
+        return records
+    kept = [record for record in records if cache.is_current(record)]
+    if len(kept) < len(records):
+        left_out = [record.name for record in records if not cache.is_current(record)]
+        warnings.warn(
+            f"on_error='skip': leaving out {len(left_out)} of {len(records)} videos the frame cache {cache.directory} "
+            f"does not hold, e.g. {left_out[:3]}.",
+            stacklevel=2,
+        )
+    return kept
 
 
 class CaptionCollator:

@@ -1,7 +1,9 @@
 """The VoP training loop on `accelerate`, read top to bottom: prepare, loop, backward through the accelerator.
 
 The same code runs on a CPU, on one GPU, and under `accelerate launch` (or `torchrun`) on many processes, GPUs or
-machines; `accelerate` brings DDP (and FSDP/DeepSpeed when configured), mixed precision and gradient accumulation.
+machines; `accelerate` brings DDP, mixed precision and gradient accumulation. FSDP and DeepSpeed are refused at start:
+they have never been run with VoP, and a frozen backbone with ~0.1% trainable parameters does not need them (DDP keeps
+one replica of the backbone per device, which fits even a 1B-parameter CLIP).
 The decisions around the loop (when to evaluate, when to checkpoint, what to log) are the small functions and the
 logger below it; checkpoints are written by `checkpointing`.
 """
@@ -20,12 +22,13 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, PartialState
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import ProjectConfiguration, parse_flag_from_env, set_seed
 from peft import get_peft_model
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPModel, get_cosine_schedule_with_warmup
 
+from ..model_names import check_model_name, portable_model_name
 from .checkpointing import (
     BEST_DIR,
     CONFIG_NAME,
@@ -104,12 +107,14 @@ def train(
     """
     # Everything that can be checked without loading a model or decoding a frame is checked first.
     # Without a GPU (or other accelerator), accelerate only goes multi-process (gloo) when told to use the CPU.
+    check_distributed_engine()
     use_cpu = not torch.accelerator.is_available()
     processes = PartialState(cpu=use_cpu)  # cheap: reads the launcher's environment
     try:
         resume_from = check_output_dir(config)
         adapter_config = config.adapter_config()
-        check_model_fits(config.model_name_or_path, adapter_config)
+        model_path = check_model_name(config.model_name_or_path)
+        check_model_fits(model_path, adapter_config)
         if train_dataset is None:
             train_dataset, collate_fn = build_train_data(config)
         elif collate_fn is None:
@@ -137,7 +142,10 @@ def train(
 
     # Model: frozen CLIP with a VoP adapter, wrapped so that one forward embeds both modalities.
     set_seed(config.seed)
-    encoder = VideoTextEncoder(get_peft_model(CLIPModel.from_pretrained(config.model_name_or_path), adapter_config))
+    clip = CLIPModel.from_pretrained(model_path)
+    # peft records this as the adapter's base model: the shipped CLIP by its name, not by one installation's path.
+    clip.name_or_path = portable_model_name(config.model_name_or_path)
+    encoder = VideoTextEncoder(get_peft_model(clip, adapter_config))
     trainable = [parameter for parameter in encoder.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(
         trainable,
@@ -189,7 +197,7 @@ def train(
         accelerator.init_trackers("vop", config={k: _loggable(v) for k, v in config.to_dict().items()})
     accelerator.print(
         f"Training {adapter_config.variant} on {len(train_dataset)} samples: {schedule.total_steps} steps "
-        f"({schedule.num_epochs} epochs of {schedule.steps_per_epoch}), {config.batch_size} videos per step over "
+        f"({schedule.num_epochs} epoch{'s' if schedule.num_epochs != 1 else ''} of {schedule.steps_per_epoch}), {config.batch_size} videos per step over "
         f"{accelerator.num_processes} process(es) x {config.gradient_accumulation_steps} accumulation step(s), "
         f"{loader_settings.num_workers} loader worker(s) per process."
     )
@@ -286,7 +294,7 @@ class Schedule:
     def of(cls, config: TrainingConfig, batches_per_epoch: int) -> Schedule:
         """The schedule of `config` with `batches_per_epoch` micro-batches per epoch."""
         steps_per_epoch = math.ceil(batches_per_epoch / config.gradient_accumulation_steps)
-        total_steps = config.max_steps or config.num_epochs * steps_per_epoch
+        total_steps = config.max_steps or config.num_train_epochs * steps_per_epoch
         return cls(batches_per_epoch, steps_per_epoch, total_steps, math.ceil(total_steps / steps_per_epoch))
 
 
@@ -330,7 +338,9 @@ def evaluate_and_keep_best(
     metrics["step"] = state.global_step
     accelerator.log({f"eval/{name}": value for name, value in metrics.items() if name != "step"}, state.global_step)
     summary = ", ".join(f"{name} {value:.2f}" for name, value in metrics.items() if name != "step")
-    accelerator.print(f"step {state.global_step}: {summary}")
+    if accelerator.is_main_process:
+        # On a line of its own above the progress bar, never glued to it.
+        tqdm.write(f"eval on {config.eval_split or 'the given videos'} at step {state.global_step}: {summary}")
     value = metrics[config.metric_for_best_model]
     if is_better(config.metric_for_best_model, value, state.best_metric):
         state.best_metric, state.best_step = value, state.global_step
@@ -429,9 +439,25 @@ def report_data_wait(accelerator: Accelerator, data_wait: DataWaitClock) -> None
     if data_wait.fraction > DATA_WAIT_WARNING and accelerator.is_local_main_process:
         warnings.warn(
             f"Training waited for data {100 * data_wait.fraction:.0f}% of the time. Build a frame cache with "
-            "`vop prepare` and train with `--frame-cache`, or give the loader more workers (`--num-workers`).",
+            "`vop prepare` and train with `--frame_cache`, or give the loader more workers (`--num_workers`).",
             stacklevel=3,
         )
+
+
+def check_distributed_engine() -> None:
+    """
+    Refuse FSDP and DeepSpeed (set by `accelerate launch` from an accelerate config): never run with VoP, and not
+    needed for a frozen backbone with ~0.1% trainable parameters. DDP (`distributed_type: MULTI_GPU`, or
+    `accelerate launch --multi_gpu`) is the tested engine.
+    """
+    for engine, variable in (("FSDP", "ACCELERATE_USE_FSDP"), ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED")):
+        if parse_flag_from_env(variable):
+            raise ConfigurationError(
+                f"`vop train` does not run under {engine} (the accelerate config sets {variable}=true): it has not "
+                "been verified with VoP, and a frozen backbone whose prompts are ~0.1% of the parameters does not "
+                "need sharding. Use DDP: `accelerate launch --multi_gpu` or an accelerate config with "
+                "`distributed_type: MULTI_GPU` (see docs/training.md, 'Several processes')."
+            )
 
 
 def check_model_fits(model_name_or_path: str, adapter_config) -> None:
@@ -448,7 +474,8 @@ def check_model_fits(model_name_or_path: str, adapter_config) -> None:
     if adapter_config.intra_frame_layers is not None and adapter_config.intra_frame_layers >= depth:
         raise ValueError(
             f"`intra_frame_layers` is {adapter_config.intra_frame_layers} but {model_name_or_path!r} has {depth} vision "
-            f"layers; VoP^F needs 1..{depth - 1} (set `adapter_options: {{intra_frame_layers: ...}}`)."
+            f"layers; VoP^F needs 1..{depth - 1} (--adapter_options '{{intra_frame_layers: {max(1, depth * 2 // 3)}}}', "
+            "or `adapter_options: {intra_frame_layers: ...}` in a config file)."
         )
 
 

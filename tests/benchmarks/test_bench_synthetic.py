@@ -17,6 +17,9 @@ import bench_synthetic as bench
 from peft_vop.synthetic import default_model_path
 
 
+pytestmark = pytest.mark.slow
+
+
 SMALL = ["--epochs", "1", "--batch-size", "8", "--train-videos", "16", "--val-videos", "4", "--test-videos", "8"]
 METHODS = ["zero-shot", "full", "lora", "vision-only", "vop_f+p"]
 

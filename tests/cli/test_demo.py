@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from peft_vop.cli.main import main
 
 
+@pytest.mark.slow
 def test_shortened_demo_runs_end_to_end_and_reloads_identically(tmp_path, capsys):
     run_dir = tmp_path / "demo"
     status = main(
         [
             "demo",
-            "--output-dir", str(run_dir),
-            "--epochs", "1",
-            "--train-videos", "32",
-            "--val-videos", "8",
-            "--test-videos", "16",
-            "--batch-size", "16",
-            "--num-workers", "0",
-            "--no-progress",
+            "--output_dir", str(run_dir),
+            "--num_train_epochs", "1",
+            "--train_videos", "32",
+            "--val_videos", "8",
+            "--test_videos", "16",
+            "--batch_size", "16",
+            "--num_workers", "0",
+            "--disable_tqdm",
         ]
     )  # fmt: skip
     assert status == 0
@@ -39,11 +42,8 @@ def test_shortened_demo_runs_end_to_end_and_reloads_identically(tmp_path, capsys
     assert "16 clips indexed" in printed and "over the 16 paired test captions" in printed
 
 
-def test_a_finished_demo_is_not_overwritten_by_accident(tmp_path):
+def test_a_finished_demo_is_not_overwritten_by_accident(tmp_path, capsys):
     (tmp_path / "results.json").write_text("{}")
-    try:
-        main(["demo", "--output-dir", str(tmp_path)])
-    except SystemExit as error:
-        assert "holds a finished demo" in str(error)
-    else:
-        raise AssertionError("the demo overwrote a finished run")
+    assert main(["demo", "--output_dir", str(tmp_path)]) == 2
+    assert "holds a finished demo; pass --overwrite_output_dir" in capsys.readouterr().err
+    assert (tmp_path / "results.json").read_text() == "{}"

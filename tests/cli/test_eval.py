@@ -85,7 +85,17 @@ def test_eval_with_a_vop_adapter(workspace, tmp_path, capsys):
     assert main([*arguments, "--no-progress"]) == 0
     assert json.loads((tmp_path / "m.json").read_text())["num_frames"] == 3
     assert main([*arguments, "--num-frames", "4"]) == 2
-    assert "--num-frames 4 differs from the adapter's num_frames=3" in capsys.readouterr().err
+    assert "--num_frames 4 differs from the adapter's num_frames=3" in capsys.readouterr().err
+
+    # Without --output, the metrics land next to the adapter (not in the current folder), or in --output_dir.
+    arguments = ["eval", "--model_name_or_path", checkpoint, "--adapter_name_or_path", str(tmp_path / "adapter")]
+    arguments += ["--annotations", str(root / "annotations.jsonl"), "--num_workers", "0", "--disable_tqdm"]
+    assert main(arguments) == 0
+    assert json.loads((tmp_path / "adapter" / "eval_metrics.json").read_text())["num_frames"] == 3
+    assert main([*arguments, "--output_dir", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "eval_metrics.json").is_file()
+    printed = capsys.readouterr()
+    assert "Loading weights" not in printed.err  # --disable_tqdm silences transformers' bars too
 
 
 def test_unreadable_videos_follow_on_error(workspace, tmp_path, capsys):
@@ -109,21 +119,21 @@ def test_unreadable_videos_follow_on_error(workspace, tmp_path, capsys):
     ("arguments", "message"),
     [
         (["--annotations", "nowhere.jsonl"], "--annotations: file not found: nowhere.jsonl"),
-        (["--annotations", "{ann}", "--split", "dev"], "--split must be one of train, val, test"),
-        (["--annotations", "{ann}", "--benchmark", "msrvtt"], "give exactly one of"),
-        (["--benchmark", "msrvtt", "--annotations-dir", "{root}"], "--benchmark msrvtt needs --video-dir"),
+        (["--annotations", "{ann}", "--split", "dev"], "--split must be one of train, val, test for --annotations"),
+        (["--annotations", "{ann}", "--benchmark", "msrvtt"], "Give exactly one dataset"),
+        (["--benchmark", "msrvtt", "--annotations-dir", "{root}"], "--benchmark msrvtt needs --video_dir"),
         (
             ["--benchmark", "lsmdc", "--annotations-dir", "{root}", "--video-dir", "{root}", "--split", "val_1"],
-            "--split for lsmdc must be one of train, val, test",
+            "--split must be one of train, val, test for --benchmark lsmdc",
         ),
         (
             ["--annotations", "{ann}", "--model-override", "./missing-clip"],
-            "--model: directory not found: ./missing-clip",
+            "--model_name_or_path: folder not found: ./missing-clip",
         ),
         (["--annotations", "{ann}", "--adapter", "{root}"], "has no adapter_config.json"),
-        (["--annotations", "{ann}", "--cache", "{root}"], "--cache: no frame cache at"),
-        (["--annotations", "{ann}", "--batch-size", "0"], "--batch-size must be at least 1"),
-        (["--annotations", "{ann}", "--output", "{root}/no/such/dir/m.json"], "--output: directory"),
+        (["--annotations", "{ann}", "--cache", "{root}"], "--frame_cache: no frame cache at"),
+        (["--annotations", "{ann}", "--batch-size", "0"], "--batch_size must be at least 1"),
+        (["--annotations", "{ann}", "--output", "{root}/no/such/dir/m.json"], "--output: folder"),
     ],
 )
 def test_arguments_are_checked_before_any_work(workspace, capsys, arguments, message):
@@ -144,6 +154,8 @@ def test_prepare_then_eval_from_the_cache(workspace, tmp_path, capsys):
     common += ["--num-frames", "3", "--num-workers", "0"]
     assert main(["prepare", *common, "--output", str(tmp_path / "cache"), "--no-progress"]) == 0
     assert "3 videos decoded and stored, 0 already cached" in capsys.readouterr().out
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (tmp_path / "cache").iterdir()}
+    assert len(set(modes.values())) == 1 and len(modes) >= 2, modes  # shards readable like the manifest
     assert main(["prepare", *common, "--output", str(tmp_path / "cache"), "--no-progress"]) == 0
     assert "0 videos decoded and stored, 3 already cached" in capsys.readouterr().out
 
@@ -167,4 +179,4 @@ def test_an_adapter_for_another_geometry_is_refused(workspace, tmp_path, capsys)
     model.save_pretrained(tmp_path / "adapter")
     status, _ = run_eval(workspace, "--adapter", str(tmp_path / "adapter"), "--no-progress")
     assert status == 2
-    assert "--adapter: cannot load" in capsys.readouterr().err
+    assert "--adapter_name_or_path: cannot load" in capsys.readouterr().err

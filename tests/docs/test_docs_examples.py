@@ -205,6 +205,7 @@ def page_results(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return {str(page): results.get(str(page), crash) for page in selected}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=lambda page: str(page.relative_to(DOCS)))
 def test_python_examples_run(page: Path, page_results: dict[str, str | None]):
     failure = page_results[str(page)]
@@ -389,6 +390,7 @@ SCRIPT_RUNNER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_documented_scripts_accept_their_arguments(tmp_path: Path):
     calls = [
         call
@@ -524,6 +526,7 @@ def api_identifiers() -> list[str]:
     return identifiers
 
 
+@pytest.mark.slow
 def test_docstring_examples_run(tmp_path: Path):
     identifiers = api_identifiers()
     assert "peft_vop.VoPConfig" in identifiers

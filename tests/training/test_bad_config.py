@@ -50,15 +50,18 @@ def run_cli(tmp_path: Path, capsys, **values) -> str:
         ({"annotations": "/nonexistent/annotations.jsonl"}, "file not found: /nonexistent/annotations.jsonl"),
         ({"annotations": None}, "Give exactly one dataset"),
         ({"eval_split": "test"}, "no videos in split 'test'"),
-        ({"num_frames": 0}, "`num_frames` must be an integer >= 1"),
+        ({"num_frames": 0}, "`num_frames` (--num_frames) must be an integer >= 1"),
         ({"batch_size": 16}, "8 samples, fewer than one forward pass of 16"),
         ({"batch_size": 6, "gradient_accumulation_steps": 4}, "multiple of `gradient_accumulation_steps`"),
-        ({"on_error": "skip"}, "uneven across processes"),
-        ({"mixed_precision": "fp8"}, "`mixed_precision` must be one of"),
-        ({"learning_rate": 0}, "`learning_rate` must be a number in (0.0, inf)"),
+        ({"on_error": "skip"}, "`on_error` 'skip' needs `frame_cache` (--frame_cache)"),
+        ({"mixed_precision": "fp8"}, "`mixed_precision` (--mixed_precision) must be one of"),
+        ({"learning_rate": 0}, "`learning_rate` (--learning_rate) must be a number in (0.0, inf)"),
         ({"variant": "vop_f", "adapter_options": {"intra_frame_layers": 3}}, "has 3 vision layers; VoP^F needs 1..2"),
         ({"lr": 0.1}, "Unknown training config keys ['lr']"),
-        ({"metric_for_best_model": "R@1"}, "`metric_for_best_model` must be one of ['t2v/R@1'"),
+        (
+            {"metric_for_best_model": "R@1"},
+            "`metric_for_best_model` (--metric_for_best_model) must be one of ['t2v/R@1'",
+        ),
         ({"model_name_or_path": "/nonexistent/clip"}, "/nonexistent/clip"),
     ],
 )
@@ -99,6 +102,7 @@ def test_frame_cache_with_another_frame_count_is_refused(tmp_path, capsys):
     capsys.readouterr()
     error = run_cli(tmp_path, capsys, frame_cache=str(cache), eval_split=None)
     assert "num_frames: cache has 6, requested 4" in error
+    assert "give this command the cache's settings (--num_frames 6)" in error  # the flag that fixes it
 
 
 def test_output_dir_holding_another_run_is_refused(tmp_path, capsys):
@@ -116,6 +120,16 @@ def test_output_dir_with_foreign_files_is_refused(tmp_path, capsys):
     (tmp_path / "run" / "notes.txt").write_text("mine")
     assert "is not a `vop train` run" in run_cli(tmp_path, capsys)
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    ("variable", "engine"), [("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")]
+)
+def test_fsdp_and_deepspeed_are_refused_with_a_pointer_to_ddp(tmp_path, capsys, monkeypatch, variable, engine):
+    monkeypatch.setenv(variable, "true")  # what `accelerate launch` sets from such an accelerate config
+    error = run_cli(tmp_path, capsys)
+    assert f"does not run under {engine}" in error and "accelerate launch --multi_gpu" in error
+    assert not (tmp_path / "run").exists()
 
 
 def test_python_api_raises_configuration_error(tmp_path):

@@ -20,7 +20,7 @@ def test_defaults_are_the_paper_recipe():
     assert config.max_grad_norm == 1.0
     assert config.num_frames == 12
     assert config.batch_size == 32
-    assert config.num_epochs == 5
+    assert config.num_train_epochs == 5
     assert config.variant == "vop"
     assert config.learning_rate == DEFAULT_LEARNING_RATE
     assert config.train_sampling == "rand"
@@ -38,10 +38,27 @@ def test_from_file_then_overrides(tmp_path, suffix):
 
 
 def test_round_trip_through_json(tmp_path):
-    config = TrainingConfig(**REQUIRED, adam_betas=(0.8, 0.9), report_to="tensorboard")
+    config = TrainingConfig(**REQUIRED, adam_beta1=0.8, adam_beta2=0.9, report_to="tensorboard", horizontal_flip=False)
     config.save(tmp_path / "config.json")
     again = TrainingConfig.from_dict(json.loads((tmp_path / "config.json").read_text()))
-    assert again == config and again.report_to == ["tensorboard"]
+    assert again == config and again.report_to == ["tensorboard"] and again.adam_betas == (0.8, 0.9)
+    assert again.augmentations == ("crop",)
+
+
+def test_earlier_key_names_are_still_read():
+    config = TrainingConfig.from_dict({**REQUIRED, "num_epochs": 3, "adam_betas": [0.8, 0.95]})
+    assert config.num_train_epochs == 3 and (config.adam_beta1, config.adam_beta2) == (0.8, 0.95)
+    # A run written before the rename resumes: its saved config reads back to the same trajectory.
+    assert config.trajectory_fields() == TrainingConfig.from_dict(config.to_dict()).trajectory_fields()
+
+
+@pytest.mark.parametrize(
+    ("crop", "flip", "augmentations"),
+    [(True, True, ("crop", "flip")), (False, True, ("flip",)), (True, False, ("crop",)), (False, False, ())],
+)
+def test_crop_and_flip_switch_separately(crop, flip, augmentations):
+    config = TrainingConfig(**REQUIRED, random_crop=crop, horizontal_flip=flip)
+    assert config.augmentations == augmentations
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,9 @@ def test_bf16_with_gradient_accumulation_and_max_steps(tmp_path, fresh_accelerat
 
 def test_periodic_evaluation_keeps_the_best_adapter(tmp_path):
     source = TinyVideoCaptions()
-    config = base_config(tmp_path, eval_steps=2, num_epochs=2, metric_for_best_model="t2v/MnR", learning_rate=0.05)
+    config = base_config(
+        tmp_path, eval_steps=2, num_train_epochs=2, metric_for_best_model="t2v/MnR", learning_rate=0.05
+    )
     result = train(config, train_dataset=source, eval_data=tiny_eval_data(source), collate_fn=collate)
     steps = [entry["step"] for entry in result.eval_history]
     assert steps == [2, 4, 6, 8]
@@ -56,7 +58,7 @@ def test_periodic_evaluation_keeps_the_best_adapter(tmp_path):
 
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path):
-    config = base_config(tmp_path, num_epochs=1, checkpoint_steps=2)
+    config = base_config(tmp_path, num_train_epochs=1, checkpoint_steps=2)
     first = train(config, train_dataset=TinyVideoCaptions(), collate_fn=collate)
     adapter = load_file(Path(config.output_dir) / "adapter_model.safetensors")
     config.resume_from_checkpoint = "latest"
@@ -120,7 +122,7 @@ def test_training_reports_the_data_wait(tmp_path, capfd):
 
 @pytest.mark.parametrize("disable_tqdm", [False, True])
 def test_the_progress_bar_can_be_hidden(tmp_path, capfd, disable_tqdm):
-    config = base_config(tmp_path, num_epochs=1, disable_tqdm=disable_tqdm)
+    config = base_config(tmp_path, num_train_epochs=1, disable_tqdm=disable_tqdm)
     train(config, train_dataset=TinyVideoCaptions(), collate_fn=collate)
     err = capfd.readouterr().err
     assert ("train: 100%" in err) is not disable_tqdm

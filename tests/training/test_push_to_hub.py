@@ -39,7 +39,7 @@ def test_push_to_hub_uploads_the_final_adapter(tmp_path, monkeypatch):
     )
 
     config = base_config(
-        tmp_path, num_epochs=1, push_to_hub=True, hub_model_id="someone/vop-tiny", hub_private_repo=True
+        tmp_path, num_train_epochs=1, push_to_hub=True, hub_model_id="someone/vop-tiny", hub_private_repo=True
     )
     train(config, train_dataset=TinyVideoCaptions(), collate_fn=collate)
 

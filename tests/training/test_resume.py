@@ -36,6 +36,7 @@ def write_config(path: Path, **values) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_onto_the_same_trajectory(tmp_path):
     # 16 videos, 2 per forward pass, 2 passes per step: 4 steps per epoch, 12 steps; checkpoints at 5 and 10.
     recipe = base_config(
@@ -43,7 +44,7 @@ def test_killed_run_resumes_onto_the_same_trajectory(tmp_path):
         variant="vop_p",
         batch_size=4,
         gradient_accumulation_steps=2,
-        num_epochs=3,
+        num_train_epochs=3,
         checkpoint_steps=5,
         checkpoints_total_limit=None,
     ).to_dict()

@@ -28,7 +28,7 @@ def recipe(tmp_path: Path, **overrides) -> dict:
         "adapter_options": {"intra_frame_layers": 2},
         "num_frames": 4,
         "batch_size": 4,
-        "num_epochs": 2,
+        "num_train_epochs": 2,
         "num_workers": 0,
         "logging_steps": 1,
     }
@@ -88,6 +88,9 @@ def test_vop_train_from_a_config_file_with_overrides(tmp_path, capsys):
     assert list((run / "logs").rglob("events.out.tfevents.*"))
     out = capsys.readouterr().out
     assert "Adapter written to" in out and "Best rsum" in out
+    # Each evaluation is a line of its own that names the split it ran on.
+    evaluations = [line for line in out.splitlines() if "t2v/R@1" in line]
+    assert [line.split(":")[0] for line in evaluations] == ["eval on val at step 2", "eval on val at step 4"]
 
 
 def test_vop_train_reads_frame_caches_built_by_vop_prepare(tmp_path, capsys):
@@ -116,7 +119,7 @@ def test_vop_train_reads_frame_caches_built_by_vop_prepare(tmp_path, capsys):
         **recipe(
             tmp_path,
             seed=7,
-            num_epochs=1,
+            num_train_epochs=1,
             frame_cache=str(tmp_path / "train-cache"),
             eval_frame_cache=str(tmp_path / "val-cache"),
         ),
@@ -135,3 +138,25 @@ def test_print_config_resolves_without_training(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["batch_size"] == 64 and printed["eval_split"] is None
     assert not (tmp_path / "run").exists()
+
+
+def test_an_adapter_trained_on_the_shipped_clip_records_its_portable_name(tmp_path, capsys):
+    run = tmp_path / "run"
+    status = main(
+        ["train", "--model_name_or_path", "default", "--annotations", str(tiny_world()), "--output_dir", str(run),
+         "--num_frames", "4", "--batch_size", "4", "--max_steps", "1", "--eval_split", "none", "--num_workers", "0",
+         "--no_random_crop", "--no_horizontal_flip", "--disable_tqdm"]
+    )  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    adapter_config = json.loads((run / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == "default"  # not this checkout's absolute path
+    resolved = json.loads((run / "training_config.json").read_text())
+    assert resolved["model_name_or_path"] == "default"
+    assert (resolved["random_crop"], resolved["horizontal_flip"]) == (False, False)
+    out = capsys.readouterr().out
+    assert "1 epoch of" in out and "Adapter written to" in out
+    # The card says how to load the adapter first, before peft's template, and links nothing that does not exist.
+    card = (run / "README.md").read_text()
+    assert card.index("how to load it") < card.index("# Model Card for")
+    assert "pip install peft-vop" in card and "CLIPModel.from_pretrained(default_model_path())" in card
+    assert "base_model:" not in card and "github.com" not in card

@@ -109,7 +109,7 @@ def base_config(tmp_path: Path, **overrides):
         "eval_split": None,
         "num_frames": NUM_FRAMES,
         "batch_size": 4,
-        "num_epochs": 2,
+        "num_train_epochs": 2,
         "learning_rate": 1e-2,
         "num_workers": 0,
         "logging_steps": 1,

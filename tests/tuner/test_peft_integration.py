@@ -185,6 +185,7 @@ def test_a_crash_while_saving_leaves_the_previous_adapter_intact(tmp_path, monke
     assert not [p for p in tmp_path.parent.iterdir() if p.name.startswith(f".{tmp_path.name}.saving-")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", list(peft_vop.VARIANTS))
 def test_save_then_load_in_a_fresh_process_reproduces_outputs_bit_for_bit(tmp_path, variant):
     model = _trained(variant, intra_frame_layers=2 if variant.startswith("vop_f") else None)

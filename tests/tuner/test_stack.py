@@ -106,6 +106,7 @@ def test_torch_compile_matches_eager(variant):
         torch.testing.assert_close(compiled_grads[name], grad, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_torch_compile_with_inductor_matches_eager():
     model = _model("vop_f+p")
     loss, grads = _loss_and_grads(model)
