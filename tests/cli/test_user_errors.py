@@ -71,7 +71,7 @@ def test_every_video_skipped(workspace, capsys, command):
     with pytest.warns(UserWarning, match="Skipping") if command == "eval" else contextlib.nullcontext():
         assert run(command, root, checkpoint, source) == 2
     line = one_error_line(capsys.readouterr().err, command)
-    assert source in line and "--video-dir" in line
+    assert source in line and "--video_dir" in line
 
 
 def test_videos_without_captions(workspace, capsys):

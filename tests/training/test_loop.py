@@ -113,7 +113,7 @@ def test_data_wait_clock_counts_only_the_wait_for_batches():
 
 
 def test_training_reports_the_data_wait(tmp_path, capfd):
-    config = base_config(tmp_path, num_epochs=1)
+    config = base_config(tmp_path, num_train_epochs=1)
     result = train(config, train_dataset=TinyVideoCaptions(), collate_fn=collate)
     assert 0 < result.data_wait_fraction < 1
     out = capfd.readouterr().out
