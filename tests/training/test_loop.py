@@ -167,7 +167,7 @@ def test_a_long_data_wait_warns_and_says_what_helps(capsys, fresh_accelerate_sta
     starved = DataWaitClock()
     for _ in starved.batches(batches(0.05)):
         pass
-    with pytest.warns(UserWarning, match=r"waited for data \d+% of the time.*`vop prepare`.*`--num-workers`"):
+    with pytest.warns(UserWarning, match=r"waited for data \d+% of the time.*`vop prepare`.*`--num_workers`"):
         report_data_wait(accelerator, starved)
     fed = DataWaitClock()
     for _ in fed.batches(batches(0.0)):
