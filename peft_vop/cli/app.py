@@ -11,13 +11,15 @@ import argparse
 import os
 import sys
 
+from .arguments import spellings
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `vop app` options."""
     parser.add_argument("index", metavar="INDEX", help="index directory built by `vop index`")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
-    parser.add_argument("-k", "--top-k", dest="k", type=int, default=12, help="default number of results (12)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=7860, help="port")
+    parser.add_argument("-k", *spellings("top_k"), dest="k", type=int, default=12, help="default number of results")
     parser.add_argument(
         "--backend", choices=("exact", "faiss"), default="exact", help="exact (default) or approximate FAISS"
     )

@@ -12,20 +12,30 @@ import argparse
 import json
 import sys
 
+from .arguments import spellings
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `vop search` options."""
     parser.add_argument("index", metavar="INDEX", help="index directory built by `vop index`")
     parser.add_argument("query", nargs="?", metavar="QUERY", help="text query")
     parser.add_argument("--like", metavar="VIDEO", help="find videos similar to this video file instead")
-    parser.add_argument("-k", "--top-k", dest="k", type=int, default=10, help="number of results (default: 10)")
+    parser.add_argument("-k", *spellings("top_k"), dest="k", type=int, default=10, help="number of results")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--model", metavar="PATH_OR_ID", help="must be the index's model (checked; default: it)")
-    parser.add_argument("--adapter", metavar="PATH_OR_ID", help="must be the index's adapter (checked)")
     parser.add_argument(
-        "--backend", choices=("exact", "faiss"), default="exact", help="exact (default) or approximate FAISS"
+        *spellings("model_name_or_path", "--model"),
+        dest="model_name_or_path",
+        metavar="PATH_OR_ID",
+        help="must be the index's model (checked; default: the index's)",
     )
-    parser.add_argument("--nprobe", type=int, default=32, help="FAISS clusters visited per query (default: 32)")
+    parser.add_argument(
+        *spellings("adapter_name_or_path", "--adapter"),
+        dest="adapter_name_or_path",
+        metavar="PATH_OR_ID",
+        help="must be the index's adapter (checked)",
+    )
+    parser.add_argument("--backend", choices=("exact", "faiss"), default="exact", help="exact or approximate FAISS")
+    parser.add_argument("--nprobe", type=int, default=32, help="FAISS clusters visited per query")
     parser.add_argument("--device", help="torch device for the query (default: cuda if available)")
 
 
@@ -41,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
             args.index,
             backend=args.backend,
             nprobe=args.nprobe,
-            model=args.model,
-            adapter=args.adapter,
+            model=args.model_name_or_path,
+            adapter=args.adapter_name_or_path,
             device=args.device,
         )
         hits = index.search(text=args.query, video=args.like, k=args.k)

@@ -416,7 +416,7 @@ class VideoIndex:
             elif not overwrite:
                 raise ValueError(
                     f"`output` {output} holds an index built with other settings ({_settings_difference(old.fingerprint, fingerprint)}); "
-                    "pass overwrite=True (--overwrite) to replace it."
+                    "pass overwrite=True (--overwrite_output_dir) to replace it."
                 )
         elif output.exists() and any(name != PARTIAL for name in os.listdir(output)) and not overwrite:
             raise ValueError(f"`output` {output} exists and is not a video index; choose an empty or new directory.")

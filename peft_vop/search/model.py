@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ..data.preprocessing import FramePreprocessor
+from ..model_names import check_model_name
 
 
 # Frames per video when neither the adapter nor the caller says: the same default as `vop eval`.
@@ -92,7 +93,7 @@ def load_model(
 
     Args:
         model (`str`):
-            CLIP checkpoint directory (or Hub id).
+            CLIP checkpoint directory, Hub id, or `"default"` (the small CLIP shipped with peft-vop).
         adapter (`str`, *optional*):
             VoP adapter directory (or Hub id); none: zero-shot CLIP with mean-pooled frames.
         num_frames (`int`, *optional*):
@@ -112,6 +113,8 @@ def load_model(
 
     if dtype not in ("float32", "float16", "bfloat16"):
         raise ValueError(f"`dtype` must be 'float32', 'float16' or 'bfloat16'; got {dtype!r}.")
+    # `default` names the shipped CLIP; a mistyped id or an offline Hub fails here, with a hint, not after retries.
+    model = check_model_name(str(model), "`model` (--model_name_or_path)")
     adapter_frames = None
     if adapter is not None:
         from peft import PeftConfig

@@ -93,8 +93,10 @@ def test_an_unchanged_source_is_not_embedded_again(video_folder, tmp_path, check
 
 def test_touched_deleted_added_and_unreadable_videos(video_folder, tmp_path, checkpoint, capsys):
     output = tmp_path / "index"
-    arguments = ["index", str(video_folder), "--model", checkpoint, "--output", str(output), "--num-frames", "3"]
-    assert main([*arguments, "--no-progress"]) == 0
+    # The shipped CLIP by name, and the command line's canonical option names.
+    arguments = ["index", str(video_folder), "--model_name_or_path", "default", "--output_dir", str(output)]
+    arguments += ["--num_frames", "3"]
+    assert main([*arguments, "--disable_tqdm"]) == 0
     first = VideoIndex.load(output)
     capsys.readouterr()
 
@@ -104,7 +106,7 @@ def test_touched_deleted_added_and_unreadable_videos(video_folder, tmp_path, che
     write_video(video_folder / "generated" / "a.mp4", 55)
     os.remove(video_folder / "generated" / "b.mp4")
     (video_folder / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
-    assert main([*arguments, "--no-progress"]) == 0
+    assert main([*arguments, "--disable_tqdm"]) == 0
     output_text = capsys.readouterr().out
     second = VideoIndex.load(output)
 
@@ -130,7 +132,9 @@ def test_an_index_with_other_settings_is_not_overwritten_silently(video_folder, 
     assert main([*arguments, "--num-frames", "4"]) == 2
     error = capsys.readouterr().err
     assert (
-        "holds an index built with other settings" in error and "'num_frames': 3" in error and "--overwrite" in error
+        "holds an index built with other settings" in error
+        and "'num_frames': 3" in error
+        and "--overwrite_output_dir" in error
     )
     assert main([*arguments, "--num-frames", "4", "--overwrite"]) == 0
     assert VideoIndex.load(output).fingerprint["frames"]["num_frames"] == 4
