@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from peft import PeftModel
 
+from ..config import VoPConfig
 from ..pooling import mean_pool_frames
 
 
 def is_vop_model(model: Any) -> bool:
     """Whether `model` is a `peft.PeftModel` whose active adapter is a VoP adapter (it pools frames itself)."""
-    from peft import PeftModel
-
     if not isinstance(model, PeftModel):
         return False
-    vop_config = getattr(importlib.import_module("peft_vop"), "VoPConfig", None)
-    config = model.peft_config.get(model.active_adapter)
-    return vop_config is not None and isinstance(config, vop_config)
+    return isinstance(model.peft_config.get(model.active_adapter), VoPConfig)
 
 
 def _model_device_and_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:

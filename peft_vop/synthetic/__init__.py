@@ -2,8 +2,8 @@
 
 `generate_world` writes an offline text-video retrieval benchmark (mp4 clips, JSONL annotations) whose test split
 cannot be solved without frame order; `default_model_path` points at the small CLIP shipped with the package, to be
-loaded with the usual `from_pretrained` calls. Pre-training code lives in `peft_vop.synthetic.pretrain` and is only
-imported by the script that uses it.
+loaded with the usual `from_pretrained` calls. The program that pre-trained it is `examples/pretrain_default_clip.py`
+in the repository: the package ships the model, not the code that made it.
 """
 
 from pathlib import Path

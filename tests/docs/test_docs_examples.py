@@ -12,7 +12,7 @@
   parser (`peft_vop.cli.main.build_parser`), the launcher's own options by the launcher's parser, and `hf ...`
   (huggingface_hub's CLI) by its click parser; nothing runs.
   `python examples/X.py ...` and `python benchmarks/X.py ...` must name a script of the repository whose argument
-  parser accepts the arguments (the script runs up to its `parse_args` call only).
+  parser accepts the arguments (the script runs up to its argument parsing only).
 - YAML and JSON blocks parse; a YAML mapping of `TrainingConfig` keys must be a valid `TrainingConfig`.
 """
 
@@ -359,21 +359,33 @@ def test_shell_commands_parse(block: Block):
         check_command(command, block.where)
 
 
-# Runs every documented script up to its `parse_args` call, in one process: a script that parses its arguments
-# exits with status 0 right there; a wrong flag makes argparse exit with 2.
+# Runs every documented script up to the end of its outermost argument parsing, in one process: a script that parses
+# its arguments stops right there; a wrong or unused flag makes argparse exit with 2. `parse_known_args` is what both
+# `parse_args` and transformers' `HfArgumentParser.parse_args_into_dataclasses` call; sub-command parsers call it
+# again inside, so only the outermost call stops the script.
 SCRIPT_RUNNER = textwrap.dedent(
     """
     import argparse, json, runpy, sys
-    original = argparse.ArgumentParser.parse_args
+    original = argparse.ArgumentParser.parse_known_args
+    depth = 0
 
     class Parsed(Exception):
         pass
 
-    def parse_args(self, args=None, namespace=None):
-        original(self, args, namespace)
+    def parse_known_args(self, args=None, namespace=None):
+        global depth
+        depth += 1
+        try:
+            result = original(self, args, namespace)
+        finally:
+            depth -= 1
+        if depth:
+            return result
+        if result[1]:
+            self.error("unrecognized arguments: " + " ".join(result[1]))
         raise Parsed
 
-    argparse.ArgumentParser.parse_args = parse_args
+    argparse.ArgumentParser.parse_known_args = parse_known_args
     failures = []
     for where, script, arguments in json.load(sys.stdin):
         sys.argv = [script, *arguments]
