@@ -102,7 +102,6 @@ def test_exact_search_is_the_full_ranking_whatever_the_chunk(chunk_size):
 
 
 def test_faiss_visiting_every_cluster_is_exact_and_fewer_clusters_trade_recall():
-    pytest.importorskip("faiss", reason="the FAISS backend is an optional extra (pip install faiss-cpu)")
     generator = torch.Generator().manual_seed(0)
     embeddings = torch.nn.functional.normalize(torch.randn(4000, 32, generator=generator), dim=1)
     queries = torch.nn.functional.normalize(torch.randn(50, 32, generator=generator), dim=1)
@@ -118,7 +117,6 @@ def test_faiss_visiting_every_cluster_is_exact_and_fewer_clusters_trade_recall()
 
 
 def test_the_faiss_backend_through_the_index(built, video_folder):
-    pytest.importorskip("faiss", reason="the FAISS backend is an optional extra (pip install faiss-cpu)")
     index, directory = built
     approximate = VideoIndex.load(directory, backend="faiss")
     for row in range(len(index)):
