@@ -46,9 +46,10 @@ def vision_flops(
     count = videos * frames
     total = count * 2 * patches * 3 * vision.patch_size**2 * width  # patch embedding
     selected = set(range(layers)) if config is None or config.vision_layers is None else set(config.vision_layers)
+    split = None if config is None else config.resolved_intra_frame_layers(layers)
     for index in range(layers):
         prompts = 0 if config is None or index not in selected else config.vision_prompt_length
-        inter = config is not None and config.intra_frame_layers is not None and index >= config.intra_frame_layers
+        inter = split is not None and index >= split
         if inter:
             total += encoder_layer_flops(videos, frames * (1 + patches), width, mlp, prompts, prompt_mlp)
         else:

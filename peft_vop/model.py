@@ -164,6 +164,7 @@ class VoPModel(BaseTuner):
         adapter_name: str,
         state_dict: dict[str, torch.Tensor],
     ) -> dict[str, torch.Tensor]:
+        state_dict = {migrate_key(key): value for key, value in state_dict.items()}
         remapped = super()._remap_adapter_state_dict_for_load(model, config, adapter_name, state_dict)
         # Check every shape before anything is copied, so a checkpoint for another CLIP geometry fails cleanly.
         expected = model.state_dict()
@@ -179,6 +180,25 @@ class VoPModel(BaseTuner):
                 "count): " + "; ".join(mismatches) + ". Load it onto the CLIP geometry it was trained for."
             )
         return remapped
+
+
+# Parameter containers of adapters saved before every VoP parameter name carried peft's `vop_` prefix (peft-vop 0.1.0).
+LEGACY_CONTAINERS: dict[str, str] = {
+    "prompts": "vop_prompts",
+    "frame_prompts": "vop_position_prompts",
+    "video_prompts": "vop_inter_frame_prompts",
+    "frame_position_embedding": "vop_frame_position_embedding",
+    "context_module": "vop_context_module",
+}
+_LEGACY_KEY = re.compile(rf"(\.{HOLDER_NAME}\.)({'|'.join(LEGACY_CONTAINERS)})(?=\.|$)")
+
+
+def migrate_key(key: str) -> str:
+    """The state-dict key an adapter saved by peft-vop 0.1.0 has today (unchanged for current keys).
+
+    Example: `base_model.model.vision_model.vop.frame_prompts` -> `base_model.model.vision_model.vop.vop_position_prompts`.
+    """
+    return _LEGACY_KEY.sub(lambda match: match.group(1) + LEGACY_CONTAINERS[match.group(2)], key, count=1)
 
 
 def _remove_hooks(module: nn.Module, holders: list[VoPLayer]) -> None:

@@ -150,7 +150,7 @@ def _print_trainable_parameters(original):
             frame_embedding = sum(
                 parameter.numel()
                 for key, parameter in self.named_parameters()
-                if parameter.requires_grad and ".frame_position_embedding." in key
+                if parameter.requires_grad and "frame_position_embedding." in key
             )
             trainable = self.get_nb_trainable_parameters()[0]
             detail = (
