@@ -10,6 +10,7 @@ from . import peft_model_extensions
 from ._registration import VOP_PEFT_TYPE, register
 from .config import VARIANTS, VoPConfig
 from .layer import VoPLayer, VoPTextLayer, VoPVisionLayer
+from .loading import load_adapter
 from .model import VoPModel
 from .pooling import mean_pool_frames
 
@@ -23,6 +24,7 @@ __all__ = [
     "VoPModel",
     "VoPTextLayer",
     "VoPVisionLayer",
+    "load_adapter",
     "mean_pool_frames",
 ]
 

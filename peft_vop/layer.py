@@ -495,6 +495,21 @@ class VoPVisionLayer(VoPLayer):
             output["hidden_states"] = tuple(state.unflatten(0, (-1, frames)) for state in hidden_states)
         return output  # [B, F, 1+M, D] and [B, F, D]
 
+    def check_paired_batches(self, model: nn.Module, args: tuple, kwargs: dict) -> None:
+        """Pre-hook of the two-tower model: the contrastive loss pairs caption `i` with video `i`."""
+        if not _read_input(args, kwargs, "return_loss", 4):
+            return
+        input_ids = _read_input(args, kwargs, "input_ids", 0)
+        pixel_values = _read_input(args, kwargs, "pixel_values", 1)
+        if input_ids is None or pixel_values is None or input_ids.shape[0] == pixel_values.shape[0]:
+            return
+        noun = "videos" if pixel_values.ndim == 5 else "images"
+        raise ValueError(
+            f"`return_loss=True` pairs caption i with video i, so `input_ids` and `pixel_values` must hold the same "
+            f"number of items; got {input_ids.shape[0]} captions (`input_ids` of shape {tuple(input_ids.shape)}) and "
+            f"{pixel_values.shape[0]} {noun} (`pixel_values` of shape {tuple(pixel_values.shape)})."
+        )
+
     def _pool_frames(self, projection: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
         # Only the video path hands the projection a [B, F, D] pooled output; images stay [N, D].
         if output.ndim != 3:

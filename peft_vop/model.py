@@ -97,19 +97,24 @@ class VoPModel(BaseTuner):
             holder.update_layer(tower, adapter_name, peft_config)
             return
         if isinstance(tower, CLIPVisionModel):
-            holder = VoPVisionLayer(tower, adapter_name, peft_config, projection=self._projection_after(current_key))
+            owner = self._owner_of(current_key)
+            projection = getattr(owner, "visual_projection", None)
+            holder = VoPVisionLayer(
+                tower, adapter_name, peft_config, projection=projection if isinstance(projection, nn.Module) else None
+            )
+            if owner is not None and hasattr(owner, "text_model"):
+                owner.register_forward_pre_hook(holder.check_paired_batches, with_kwargs=True)
         else:
             holder = VoPTextLayer(tower, adapter_name, peft_config)
         if adapter_name not in self.active_adapters:
             holder.requires_grad_(False)
         tower.add_module(HOLDER_NAME, holder)
 
-    def _projection_after(self, encoder_key: str) -> nn.Module | None:
+    def _owner_of(self, encoder_key: str) -> nn.Module | None:
+        """The module holding the tower of `encoder_key` (e.g. the `CLIPModel`); `None` for a bare tower."""
         tower_key = self._tower_of_encoder[encoder_key]
         owner_key = tower_key.rpartition(".")[0] if "." in tower_key else ""
-        owner = self.model.get_submodule(owner_key) if tower_key else None
-        projection = getattr(owner, "visual_projection", None)
-        return projection if isinstance(projection, nn.Module) else None
+        return self.model.get_submodule(owner_key) if tower_key else None
 
     def _holders(self) -> list[tuple[nn.Module, VoPLayer]]:
         return [

@@ -145,9 +145,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     max_length = min(processor.tokenizer.model_max_length, model.config.text_config.max_position_embeddings)
     if args.adapter:
-        from peft import PeftModel
+        from .. import load_adapter
 
-        model = _load("--adapter", args.adapter, lambda: PeftModel.from_pretrained(model, args.adapter))
+        model = _load("--adapter", args.adapter, lambda: load_adapter(model, args.adapter))
     model.to(device).eval()
 
     try:
