@@ -94,6 +94,10 @@ class VoPConfig(PeftConfig):
         vision_layers (`list[int]`, *optional*):
             Indices of the vision layers that get prompts; `None` means all. (Inter-frame layers attend across
             frames whether or not they get prompts.)
+        backbone_family (`str`, *optional*):
+            The backbone family the adapter belongs to (`"clip"`, `"metaclip_2"`, `"siglip"`, `"siglip2"`),
+            recorded when the adapter is created; loading it onto a model of another family fails before any weight
+            is touched. `None` (adapters saved before families were recorded) fits any family of the same geometry.
     """
 
     # peft's injection code reads `target_modules`; VoP finds CLIP's towers by class instead, so it is a constant
@@ -142,6 +146,13 @@ class VoPConfig(PeftConfig):
     )
     vision_layers: list[int] | None = field(
         default=None, metadata={"help": "Vision layer indices that get prompts; None = all."}
+    )
+    backbone_family: str | None = field(
+        default=None,
+        metadata={
+            "help": "Backbone family ('clip', 'metaclip_2', 'siglip', 'siglip2'), recorded when the adapter is "
+            "created; an adapter refuses models of another family."
+        },
     )
 
     def __post_init__(self) -> None:

@@ -37,9 +37,9 @@ from typing import Any
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
-from transformers.masking_utils import create_causal_mask
 
 from .config import VoPConfig
+from .families import BackboneFamily, bidirectional_mask
 from .pooling import mean_pool_frames
 from .video_prompts import ContextPromptGenerator
 
@@ -65,15 +65,21 @@ class VoPCall:
     Args:
         adapter (`str`, *optional*): the adapter whose prompts this call uses; `None` when adapters are disabled.
         num_frames (`int`, *optional*): frames per video when the vision input is a video batch.
-        prompt_norm (`nn.Module`, *optional*): CLIP's `pre_layrnorm`, applied to the prompts of vision layer 0.
-        attention_mask (*optional*): the text attention mask of the prompted sequence, in the form the model's
-            attention implementation expects.
+        prompt_norm (`nn.Module`, *optional*): the family's norm of layer-0 vision prompts (CLIP's `pre_layrnorm`).
+        attention_mask (*optional*): the attention mask of a prompted per-frame (or text) layer, in the form the
+            model's attention implementation expects; `None` where the encoder's own mask (or none) is right.
+        video_attention_masks (`dict[bool, Any]`): masks of inter-frame layers without and with prompts (SigLIP 2's
+            padded patches); empty where no mask is needed.
+        token_mask (`torch.Tensor`, *optional*): `[N, L]`, which tokens of a frame are real patches (SigLIP 2), for
+            the frame summary of VoP^C.
     """
 
     adapter: str | None
     num_frames: int | None = None
     prompt_norm: nn.Module | None = None
     attention_mask: Any = None
+    video_attention_masks: dict[bool, Any] = field(default_factory=dict)
+    token_mask: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -121,17 +127,19 @@ class VoPLayer(nn.Module, BaseTunerLayer):
     `get_base_layer()` returns the holder itself, and `weight`/`bias` raise `AttributeError` instead of recursing.
 
     Args:
-        tower (`nn.Module`): the `CLIPTextModel` or `CLIPVisionModel` to prompt.
+        tower (`nn.Module`): the text or vision tower to prompt (e.g. `CLIPTextModel`, `SiglipVisionModel`).
         adapter_name (`str`): name of the first adapter.
         config (`VoPConfig`): its configuration.
+        family (`BackboneFamily`): what the tower's family does differently (see `peft_vop.families`).
     """
 
     adapter_layer_names: tuple[str, ...] = ("vop_prompts",)
     other_param_names: tuple[str, ...] = ("plans",)
     tower_name = "tower"
 
-    def __init__(self, tower: nn.Module, adapter_name: str, config: VoPConfig) -> None:
+    def __init__(self, tower: nn.Module, adapter_name: str, config: VoPConfig, family: BackboneFamily) -> None:
         super().__init__()
+        self.family = family
         for name in self.adapter_layer_names:
             container = nn.ModuleDict() if name == "vop_context_module" else nn.ParameterDict()
             self.add_module(name, container)
@@ -248,7 +256,14 @@ class VoPLayer(nn.Module, BaseTunerLayer):
             hidden = torch.cat([hidden, prompts], dim=1)  # [N, L+P, D]
         else:
             kwargs[PROMPTS_KWARG] = prompts
+        mask = self._layer_attention_mask(call, index, prompts is not None)
+        if mask is not None:
+            args, kwargs = _replace_input(args, kwargs, "attention_mask", 1, mask)
         return _replace_input(args, kwargs, "hidden_states", 0, hidden)
+
+    def _layer_attention_mask(self, call: VoPCall, index: int, prompted: bool) -> Any:
+        """The attention mask a layer needs instead of the encoder's, or `None` to keep the encoder's."""
+        return call.attention_mask if prompted else None
 
     def _after_layer(self, index: int, layer: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
         call = kwargs.get(VOP_CALL_KWARG)
@@ -268,20 +283,17 @@ class VoPLayer(nn.Module, BaseTunerLayer):
         return hidden
 
     def _before_attention(self, attention: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        call = kwargs.get(VOP_CALL_KWARG)
         prompts = kwargs.get(PROMPTS_KWARG)
         carried = kwargs.get(CARRIED_PROMPTS_KWARG)
-        if call is None or (prompts is None and not carried):
+        if prompts is None and not carried:
             return None
         hidden = _read_input(args, kwargs, "hidden_states", 0)
+        lead = self.family.leading_tokens
         if prompts is not None:
-            hidden = _insert(hidden, prompts)  # [N, 1+P+L-1, D]
-        else:
-            hidden = torch.cat([hidden[:, :1], hidden[:, -carried:], hidden[:, 1:-carried]], dim=1)
-        args, kwargs = _replace_input(args, kwargs, "hidden_states", 0, hidden)
-        if call.attention_mask is not None:
-            args, kwargs = _replace_input(args, kwargs, "attention_mask", 1, call.attention_mask)
-        return args, kwargs
+            hidden = _insert(hidden, prompts, lead)  # [N, lead+P+L-lead, D]
+        else:  # carried at the end of the sequence: move them to where prompts go
+            hidden = torch.cat([hidden[:, :lead], hidden[:, -carried:], hidden[:, lead:-carried]], dim=1)
+        return _replace_input(args, kwargs, "hidden_states", 0, hidden)
 
     def _after_attention(self, attention: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
         prompts = kwargs.get(PROMPTS_KWARG)
@@ -289,11 +301,13 @@ class VoPLayer(nn.Module, BaseTunerLayer):
         if prompts is None and not carried:
             return None
         hidden = output[0] if isinstance(output, tuple) else output
+        lead = self.family.leading_tokens
         if prompts is not None:
-            hidden = _strip(hidden, prompts.shape[1])  # [N, L, D]: prompt outputs are discarded
+            hidden = _strip(hidden, prompts.shape[1], lead)  # [N, L, D]: prompt outputs are discarded
         else:
             # Back to the layer's token order, prompts last, so the residual connection lines up.
-            hidden = torch.cat([hidden[:, :1], hidden[:, 1 + carried :], hidden[:, 1 : 1 + carried]], dim=1)
+            end = lead + carried
+            hidden = torch.cat([hidden[:, :lead], hidden[:, end:], hidden[:, lead:end]], dim=1)
         return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
     def extra_repr(self) -> str:
@@ -302,11 +316,14 @@ class VoPLayer(nn.Module, BaseTunerLayer):
 
 class VoPTextLayer(VoPLayer):
     """
-    Prompt holder of a `CLIPTextModel`: `text_prompt_length` prompts per layer, inserted right after BOS.
+    Prompt holder of a text tower: `text_prompt_length` prompts per layer, inserted right after BOS (CLIP, MetaCLIP
+    2) or first (SigLIP, SigLIP 2, which have no BOS).
 
-    The attention mask grows with the sequence: prompts see BOS and earlier prompts, every word and EOS sees all
-    prompts, padding stays masked. The mask is built once per forward with transformers' own `create_causal_mask`,
-    so it has the form the configured attention implementation expects (eager, sdpa, flash-attention, flex).
+    The attention mask grows with the sequence. CLIP's causal mask: prompts see BOS and earlier prompts, every word
+    and EOS sees all prompts, padding stays masked. SigLIP's bidirectional mask: every token sees the prompts, and
+    masked padding keys stay masked. The mask is built once per forward with transformers' own mask functions, so it
+    has the form the configured attention implementation expects (eager, sdpa, flash-attention, flex). Prompts are
+    stripped after each attention, so the pooled token (EOS for CLIP, the last position for SigLIP) is unchanged.
     """
 
     tower_name = "text"
@@ -339,14 +356,11 @@ class VoPTextLayer(VoPLayer):
         length = self.plans[adapter].shared_prompt_length
         batch, sequence = input_ids.reshape(-1, input_ids.shape[-1]).shape
         if padding_mask is not None:
-            padding_mask = torch.cat(
-                [padding_mask[:, :1], padding_mask.new_ones(batch, length), padding_mask[:, 1:]], dim=1
-            )
-        # create_causal_mask only reads the batch size, length, dtype and device of `inputs_embeds`.
+            padding_mask = _insert_ones(padding_mask, length, self.family.leading_tokens)
+        # The mask functions only read the batch size, length, dtype and device of `inputs_embeds`.
         embedding_dtype = tower.embeddings.token_embedding.weight.dtype
         shape_only = torch.empty(batch, sequence + length, 0, dtype=embedding_dtype, device=input_ids.device)
-        # The fourth argument (no KV cache) is named `past_key_values` before transformers 5.24 and `cache` after.
-        mask = create_causal_mask(tower.config, shape_only, padding_mask, None)
+        mask = self.family.text_mask(tower.config, shape_only, padding_mask)
         kwargs[VOP_CALL_KWARG] = VoPCall(adapter=adapter, attention_mask=mask)
         return args, kwargs
 
@@ -371,10 +385,14 @@ class VoPVisionLayer(VoPLayer):
     per-frame layers), `vop_position_prompts` (VoP^P), `vop_context_module` (VoP^C), `vop_inter_frame_prompts` and
     `vop_frame_position_embedding` (VoP^F).
 
+    For families whose pooled output is already the embedding (SigLIP's attention-pooling head), the frames are
+    averaged on the tower's `pooler_output` instead, which becomes `[B, E]`.
+
     Args:
-        tower (`nn.Module`): the `CLIPVisionModel`.
+        tower (`nn.Module`): the vision tower (e.g. `CLIPVisionModel`, `SiglipVisionModel`).
         adapter_name (`str`): name of the first adapter.
         config (`VoPConfig`): its configuration.
+        family (`BackboneFamily`): what the tower's family does differently.
         projection (`nn.Module`, *optional*): the `visual_projection` applied to the tower's pooled output.
     """
 
@@ -388,11 +406,16 @@ class VoPVisionLayer(VoPLayer):
     tower_name = "vision"
 
     def __init__(
-        self, tower: nn.Module, adapter_name: str, config: VoPConfig, projection: nn.Module | None = None
+        self,
+        tower: nn.Module,
+        adapter_name: str,
+        config: VoPConfig,
+        family: BackboneFamily,
+        projection: nn.Module | None = None,
     ) -> None:
-        super().__init__(tower, adapter_name, config)
+        super().__init__(tower, adapter_name, config, family)
         tower.register_forward_hook(self._after_tower, with_kwargs=True)  # per-frame outputs back to [B, F, ...]
-        if projection is not None:
+        if projection is not None and family.frame_pooling == "projection":
             projection.register_forward_hook(self._pool_frames)
 
     def _make_plan(self, config: VoPConfig, num_layers: int) -> TowerPlan:
@@ -448,24 +471,66 @@ class VoPVisionLayer(VoPLayer):
         pixel_values = _read_input(args, kwargs, "pixel_values", 0)
         if pixel_values is None:
             return None
-        if pixel_values.ndim not in (4, 5):
+        image_dims = self.family.image_dims
+        if pixel_values.ndim not in (image_dims + 1, image_dims + 2):
+            image = "3, H, W" if image_dims == 3 else "P, 3*p*p"  # SigLIP 2 takes patch sequences
             raise ValueError(
-                "`pixel_values` must be images [N, 3, H, W] or videos [B, F, 3, H, W]; got a tensor of shape "
+                f"`pixel_values` must be images [N, {image}] or videos [B, F, {image}]; got a tensor of shape "
                 f"{tuple(pixel_values.shape)}."
             )
-        if 0 in pixel_values.shape[: pixel_values.ndim - 3]:
+        if 0 in pixel_values.shape[: pixel_values.ndim - image_dims]:
             raise ValueError(
                 "`pixel_values` must hold at least one image, or one video of at least one frame; got a tensor of "
                 f"shape {tuple(pixel_values.shape)}."
             )
         adapter = self._forward_adapter()
-        num_frames = pixel_values.shape[1] if pixel_values.ndim == 5 else None
+        num_frames = pixel_values.shape[1] if pixel_values.ndim == image_dims + 2 else None
         if adapter is not None:
             self._check_frames(adapter, num_frames, pixel_values.shape[0])
         elif num_frames is None:
-            return None  # adapters disabled and an image batch: CLIP runs untouched
-        kwargs[VOP_CALL_KWARG] = VoPCall(adapter=adapter, num_frames=num_frames, prompt_norm=tower.pre_layrnorm)
-        return _replace_input(args, kwargs, "pixel_values", 0, pixel_values.flatten(0, -4))  # [B*F, 3, H, W]
+            return None  # adapters disabled and an image batch: the backbone runs untouched
+        if num_frames is not None:  # frames become images: [B*F, ...], with their patch masks and shapes
+            args, kwargs = _replace_input(args, kwargs, "pixel_values", 0, pixel_values.flatten(0, 1))
+            if self.family.pixel_mask is not None:
+                for position, name in enumerate((self.family.pixel_mask, "spatial_shapes"), start=1):
+                    value = _read_input(args, kwargs, name, position)
+                    if value is not None:
+                        args, kwargs = _replace_input(args, kwargs, name, position, value.flatten(0, 1))
+        pixel_mask = None if self.family.pixel_mask is None else _read_input(args, kwargs, self.family.pixel_mask, 1)
+        norm = self.family.first_prompt_norm
+        kwargs[VOP_CALL_KWARG] = VoPCall(
+            adapter=adapter,
+            num_frames=num_frames,
+            prompt_norm=getattr(tower, norm) if norm else None,
+            **self._patch_masks(tower, adapter, num_frames, pixel_mask),
+        )
+        return args, kwargs
+
+    def _patch_masks(
+        self, tower: nn.Module, adapter: str | None, num_frames: int | None, pixel_mask: torch.Tensor | None
+    ) -> dict[str, Any]:
+        """Attention masks of prompted and inter-frame layers where padded patches must stay masked (SigLIP 2)."""
+        if adapter is None or pixel_mask is None:
+            return {}
+        plan = self.plans[adapter]
+        dtype = next(tower.parameters()).dtype
+
+        def mask(padding: torch.Tensor) -> Any:
+            shape_only = torch.empty(*padding.shape, 0, dtype=dtype, device=padding.device)
+            return bidirectional_mask(tower.config, shape_only, padding)  # [N, L] -> the attention's form
+
+        prompt_length = plan.shared_prompt_length + plan.frame_prompt_length
+        masks: dict[str, Any] = {
+            "token_mask": pixel_mask,
+            "attention_mask": mask(_insert_ones(pixel_mask, prompt_length, 0)),
+        }
+        if plan.intra_frame_layers is not None:
+            videos = pixel_mask.reshape(-1, num_frames * pixel_mask.shape[1])  # [B, F*L]
+            masks["video_attention_masks"] = {
+                False: mask(videos),
+                True: mask(_insert_ones(videos, plan.inter_frame_prompt_length, 0)),
+            }
+        return masks
 
     def _check_frames(self, adapter: str, num_frames: int | None, count: int) -> None:
         plan = self.plans[adapter]
@@ -493,7 +558,16 @@ class VoPVisionLayer(VoPLayer):
         hidden_states = getattr(output, "hidden_states", None)
         if hidden_states:
             output["hidden_states"] = tuple(state.unflatten(0, (-1, frames)) for state in hidden_states)
-        return output  # [B, F, 1+M, D] and [B, F, D]
+        if self.family.frame_pooling == "tower":
+            pooled = _output_field(output, "pooler_output", 1)
+            if pooled is not None:  # the pooled output is the embedding (SigLIP's head): [B, F, E] -> [B, E]
+                output = _set_output_field(output, "pooler_output", 1, mean_pool_frames(pooled))
+        return output  # [B, F, 1+M, D] and [B, F, D] (or [B, E])
+
+    def _layer_attention_mask(self, call: VoPCall, index: int, prompted: bool) -> Any:
+        if self.plans[call.adapter].is_inter_frame(index):
+            return call.video_attention_masks.get(prompted)
+        return call.attention_mask if prompted else None
 
     def check_paired_batches(self, model: nn.Module, args: tuple, kwargs: dict) -> None:
         """Pre-hook of the two-tower model: the contrastive loss pairs caption `i` with video `i`."""
@@ -523,7 +597,8 @@ class VoPVisionLayer(VoPLayer):
             videos = self._frames_to_videos(call.adapter, plan, index, hidden)  # [B, F*L, D]
             return videos, self._inter_frame_prompts(call.adapter, plan, index, videos, normalize)
         if index == 0 and call.prompt_norm is not None:
-            # The reference feeds layer 0's prompts through CLIP's `pre_layrnorm` together with the patch tokens.
+            # Layer 0's prompts join embeddings normalised by the family's first norm (CLIP's `pre_layrnorm`, as the
+            # reference feeds them through it together with the patch tokens).
             layer_norm, prompt_norm = normalize, call.prompt_norm
 
             def normalize(tokens: torch.Tensor) -> torch.Tensor:
@@ -550,12 +625,21 @@ class VoPVisionLayer(VoPLayer):
         elif plan.frame_prompt_kind == "context":
             generator = self.vop_context_module[adapter]
             frames = call.num_frames
-            cls_tokens = hidden[:, 0].reshape(count // frames, frames, width)  # [B, F, D]
-            generated = generator(cls_tokens.to(generator.projection.weight.dtype)).to(hidden.dtype)
+            summary = self._frame_summary(hidden, call.token_mask).reshape(count // frames, frames, width)  # [B, F, D]
+            generated = generator(summary.to(generator.projection.weight.dtype)).to(hidden.dtype)
             pieces.append(normalize(generated.reshape(count, -1, width)))  # [B*F, P_f, D]
         if not pieces:
             return None
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
+
+    def _frame_summary(self, hidden: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+        """What VoP^C reads of each frame `[N, L, D]` -> `[N, D]`: its CLS token, or the mean of its real tokens."""
+        if self.family.frame_summary == "first_token":
+            return hidden[:, 0]
+        if token_mask is None:
+            return hidden.mean(dim=1)
+        weights = token_mask.to(hidden.dtype)[:, :, None]  # [N, L, 1]
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
     def _inter_frame_prompts(
         self, adapter: str, plan: TowerPlan, index: int, videos: torch.Tensor, normalize: Callable
@@ -582,14 +666,19 @@ class VoPVisionLayer(VoPLayer):
         return hidden.reshape(batch * plan.num_frames, tokens // plan.num_frames, width)  # [B*F, L, D]
 
 
-def _insert(hidden: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
-    """`[N, L, D]`, `[N, P, D]` -> `[N, L+P, D]` with the prompts right after the first token."""
-    return torch.cat([hidden[:, :1], prompts, hidden[:, 1:]], dim=1)
+def _insert(hidden: torch.Tensor, prompts: torch.Tensor, lead: int) -> torch.Tensor:
+    """`[N, L, D]`, `[N, P, D]` -> `[N, L+P, D]` with the prompts after the first `lead` tokens."""
+    return torch.cat([hidden[:, :lead], prompts, hidden[:, lead:]], dim=1)
 
 
-def _strip(hidden: torch.Tensor, count: int) -> torch.Tensor:
-    """Inverse of `_insert`: drop the `count` tokens after the first one."""
-    return torch.cat([hidden[:, :1], hidden[:, 1 + count :]], dim=1)
+def _strip(hidden: torch.Tensor, count: int, lead: int) -> torch.Tensor:
+    """Inverse of `_insert`: drop the `count` tokens after the first `lead` ones."""
+    return torch.cat([hidden[:, :lead], hidden[:, lead + count :]], dim=1)
+
+
+def _insert_ones(mask: torch.Tensor, count: int, lead: int) -> torch.Tensor:
+    """A 2-D padding mask `[N, L]` -> `[N, L+count]` with `count` ones (visible prompt keys) after `lead` tokens."""
+    return torch.cat([mask[:, :lead], mask.new_ones(mask.shape[0], count), mask[:, lead:]], dim=1)
 
 
 def _normal_parameter(shape: tuple[int, ...], std: float, device, dtype) -> nn.Parameter:

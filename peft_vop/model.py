@@ -9,17 +9,13 @@ import torch
 from peft.config import PeftConfig
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
-from transformers.models.clip.modeling_clip import CLIPTextModel, CLIPVisionModel
 
 from .config import VoPConfig
+from .families import FAMILIES, FAMILY_NAMES, tower_family
 from .layer import VoPLayer, VoPTextLayer, VoPVisionLayer
 
 
 HOLDER_NAME = "vop"
-TOWER_CLASSES: tuple[tuple[type[nn.Module], type[VoPLayer]], ...] = (
-    (CLIPTextModel, VoPTextLayer),
-    (CLIPVisionModel, VoPVisionLayer),
-)
 
 
 class VoPModel(BaseTuner):
@@ -64,17 +60,30 @@ class VoPModel(BaseTuner):
         return peft_config
 
     def _prepare_model(self, peft_config: PeftConfig, model: nn.Module) -> None:
-        towers = {}
+        towers, families = {}, {}
         for name, module in model.named_modules():
-            for tower_class, _ in TOWER_CLASSES:
-                if isinstance(module, tower_class):
-                    towers[f"{name}.encoder" if name else "encoder"] = name
+            found = tower_family(module)
+            if found is not None:
+                towers[f"{name}.encoder" if name else "encoder"] = name
+                families[found[0].name] = found[0]
         if not towers:
+            classes = ", ".join(f"{f.text_tower.__name__} / {f.vision_tower.__name__}" for f in FAMILIES)
             raise ValueError(
-                "VoP adapts CLIP's towers (transformers' CLIPTextModel / CLIPVisionModel, as found in CLIPModel, "
-                f"CLIPVisionModelWithProjection and CLIPTextModelWithProjection); none were found in {type(model).__name__}."
+                f"VoP adapts the towers of CLIP-like dual encoders ({classes}, as found in their *Model and "
+                f"*WithProjection classes); none were found in {type(model).__name__}."
             )
+        if len(families) > 1:
+            raise ValueError(f"{type(model).__name__} holds towers of several backbone families: {sorted(families)}.")
+        (family,) = families.values()
+        recorded = peft_config.backbone_family
+        if recorded is not None and recorded != family.name:
+            raise ValueError(
+                f"This VoP adapter was made for the backbone family {recorded!r}, but the model is a {family.name!r} "
+                f"model ({type(model).__name__}); load it onto a {recorded!r} model (families: {list(FAMILY_NAMES)})."
+            )
+        peft_config.backbone_family = family.name
         self._tower_of_encoder = towers
+        self._family = family
 
     def _check_target_module_exists(self, peft_config: PeftConfig, key: str) -> bool:
         return key in self._tower_of_encoder
@@ -96,16 +105,16 @@ class VoPModel(BaseTuner):
         if isinstance(holder, VoPLayer):
             holder.update_layer(tower, adapter_name, peft_config)
             return
-        if isinstance(tower, CLIPVisionModel):
+        family, kind = tower_family(tower)
+        if kind == "vision":
             owner = self._owner_of(current_key)
             projection = getattr(owner, "visual_projection", None)
-            holder = VoPVisionLayer(
-                tower, adapter_name, peft_config, projection=projection if isinstance(projection, nn.Module) else None
-            )
+            projection = projection if isinstance(projection, nn.Module) else None
+            holder = VoPVisionLayer(tower, adapter_name, peft_config, family, projection=projection)
             if owner is not None and hasattr(owner, "text_model"):
                 owner.register_forward_pre_hook(holder.check_paired_batches, with_kwargs=True)
         else:
-            holder = VoPTextLayer(tower, adapter_name, peft_config)
+            holder = VoPTextLayer(tower, adapter_name, peft_config, family)
         if adapter_name not in self.active_adapters:
             holder.requires_grad_(False)
         tower.add_module(HOLDER_NAME, holder)
