@@ -83,7 +83,6 @@ class VoPModel(BaseTuner):
             )
         peft_config.backbone_family = family.name
         self._tower_of_encoder = towers
-        self._family = family
 
     def _check_target_module_exists(self, peft_config: PeftConfig, key: str) -> bool:
         return key in self._tower_of_encoder
