@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import os
 import subprocess
@@ -45,7 +46,7 @@ def test_registration_is_idempotent_and_visible_to_peft():
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
     from peft.utils import PeftType
 
-    peft_vop.register()
+    importlib.reload(peft_vop)  # a second registration replaces the first
     peft_vop.peft_model_extensions.install()
     assert PeftType("VOP") is PeftType.VOP is peft_vop.VOP_PEFT_TYPE
     assert PEFT_TYPE_TO_CONFIG_MAPPING[PeftType.VOP] is peft_vop.VoPConfig
