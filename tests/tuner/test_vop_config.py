@@ -139,5 +139,7 @@ def test_pieces_with_nothing_to_prompt_get_no_parameter():
 
 
 def test_models_without_clip_towers_are_refused():
-    with pytest.raises(ValueError, match="VoP adapts CLIP's towers"):
+    with pytest.raises(
+        ValueError, match=r"VoP adapts the towers of CLIP-like dual encoders \(CLIPTextModel / .*Siglip2"
+    ):
         get_peft_model(torch.nn.Sequential(torch.nn.Linear(2, 2)), peft_vop.VoPConfig())
