@@ -1,4 +1,7 @@
-"""Prompt holders: the modules that own VoP's parameters for one CLIP tower and the hooks that use them.
+"""Prompt holders: the modules that own VoP's parameters for one tower and the hooks that use them.
+
+The shapes below are CLIP's; families without a CLS/BOS token (SigLIP) put the prompts first instead of after it,
+as their `BackboneFamily` spec says.
 
 One holder is attached to each tower (`CLIPTextModel` / `CLIPVisionModel`) as the child module `vop`. It keeps its
 parameters keyed by adapter name, as every peft tuner layer does, and installs forward hooks; nothing of CLIP is
@@ -6,8 +9,10 @@ replaced. The mechanism is the same for both towers and all variants:
 
 - a pre-hook on the tower prepares the call (flattens videos to frames, builds the text attention mask of the
   prompted sequence) and passes a `VoPCall` down to the encoder layers through the forward kwargs;
-- a pre-hook on every encoder layer works out that layer's prompt tokens and passes them through the layer's own
-  (frozen) `layer_norm1`;
+- a pre-hook on every encoder layer works out that layer's prompt tokens, passes them through the layer's own
+  (frozen) `layer_norm1` and hands them to the layer's self-attention in the forward kwargs (which encoder layers
+  pass on to it), together with the attention mask the prompted sequence needs; under gradient checkpointing they
+  ride at the end of the layer's positional input instead (see `CARRIED_PROMPTS_KWARG`);
 - a pre-hook on the layer's self-attention inserts them right after the first token (CLS/BOS) of its input, and a
   forward hook on the self-attention strips them from its output again.
 

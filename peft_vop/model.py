@@ -1,4 +1,5 @@
-"""`VoPModel`: the peft tuner that finds CLIP's towers and attaches VoP prompt holders to them."""
+"""`VoPModel`: the peft tuner that finds a dual encoder's towers (any family of `peft_vop.families`) and attaches
+VoP prompt holders to them."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ class VoPModel(BaseTuner):
     (`pixel_values [B, F, 3, H, W]` -> unit-norm video embeddings).
 
     It works on `CLIPModel`, `CLIPVisionModelWithProjection`, `CLIPTextModelWithProjection`, the bare towers, and
-    any model that contains them. CLIP stays frozen; only the prompts (and VoP^C's context module, VoP^F's frame
-    position embedding) train and are saved.
+    any model that contains them, and likewise on MetaCLIP 2, SigLIP and SigLIP 2 models (`peft_vop.FAMILIES`). The
+    backbone stays frozen; only the prompts (and VoP^C's context module, VoP^F's frame position embedding) train and
+    are saved. The adapter's config records the family, and a model of another family is refused.
 
     Args:
         model (`torch.nn.Module`): the CLIP model to adapt.
