@@ -1,6 +1,7 @@
 """Speed and memory of VoP next to CLIP, measured side by side in one run.
 
-Three measurements, all at a real CLIP geometry with random weights (nothing is downloaded), B videos x F frames:
+Three measurements, all at a real geometry of a backbone family (`--family`: CLIP, MetaCLIP 2, SigLIP, SigLIP 2) with
+random weights (nothing is downloaded), B videos x F frames:
 
 - `encode`: video-batch encoding time with VoP / without (the untouched CLIP encoding the same frames), next to the
   analytic FLOP ratios: of what peft-vop runs (prompts skip the MLP, see `flops.py`) and of prompts through the whole
@@ -12,6 +13,7 @@ Three measurements, all at a real CLIP geometry with random weights (nothing is 
 
 Usage:
     python benchmarks/bench_tuner.py encode train --geometry b32 --repeats 7
+    python benchmarks/bench_tuner.py encode train --family siglip2 --geometry b16
     python benchmarks/bench_tuner.py variants --geometry b16 --device cuda --output results.json
 """
 
@@ -29,7 +31,16 @@ from pathlib import Path
 
 import torch
 from peft import get_peft_model
-from transformers import CLIPConfig, CLIPModel
+from transformers import (
+    CLIPConfig,
+    CLIPModel,
+    MetaClip2Config,
+    MetaClip2Model,
+    Siglip2Config,
+    Siglip2Model,
+    SiglipConfig,
+    SiglipModel,
+)
 
 import peft_vop
 
@@ -38,19 +49,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flops import text_flops, vision_flops
 
 
+# At 224 px; SigLIP 2 (NaFlex) takes the same 14 x 14 (B/16) or 7 x 7 (B/32) patches as a sequence.
 GEOMETRIES = {"b32": {"patch_size": 32}, "b16": {"patch_size": 16}}
+FAMILIES = {
+    "clip": (CLIPConfig, CLIPModel),
+    "metaclip_2": (MetaClip2Config, MetaClip2Model),
+    "siglip": (SiglipConfig, SiglipModel),
+    "siglip2": (Siglip2Config, Siglip2Model),
+}
+FAMILY = "clip"  # set from --family
 TEXT_LENGTH = 32
 VARIANT_OPTIONS = {name: {"variant": name} for name in peft_vop.VARIANTS}
 
 
-def clip_config(geometry: str) -> CLIPConfig:
-    return CLIPConfig(vision_config=GEOMETRIES[geometry])
+def clip_config(geometry: str):
+    """The config of the benchmarked family at `geometry` (transformers' defaults otherwise: base width and depth)."""
+    config_class, _ = FAMILIES[FAMILY]
+    vision = dict(GEOMETRIES[geometry])
+    if FAMILY == "siglip2":
+        vision["num_patches"] = (224 // vision["patch_size"]) ** 2
+    return config_class(vision_config=vision)
 
 
 def build(geometry: str, device: str, mode: str, frames: int):
-    """A CLIP model for `mode`: "full" (every weight trains) or a VoP variant name."""
+    """A model of the family for `mode`: "full" (every weight trains) or a VoP variant name."""
     torch.manual_seed(0)
-    clip = CLIPModel(clip_config(geometry)).to(device)
+    clip = FAMILIES[FAMILY][1](clip_config(geometry)).to(device)
     if mode == "full":
         return clip.train()
     config = peft_vop.VoPConfig(num_frames=frames, **VARIANT_OPTIONS[mode])
@@ -59,24 +83,37 @@ def build(geometry: str, device: str, mode: str, frames: int):
 
 def batch(geometry: str, device: str, videos: int, frames: int):
     generator = torch.Generator().manual_seed(0)
-    size = clip_config(geometry).vision_config.image_size
-    pixel_values = torch.randn(videos, frames, 3, size, size, generator=generator)
-    input_ids = torch.randint(0, 49405, (videos, TEXT_LENGTH), generator=generator)
-    input_ids[:, 0], input_ids[:, -1] = 49406, 49407
-    attention_mask = torch.ones_like(input_ids)
-    return {
-        k: v.to(device)
-        for k, v in {"input_ids": input_ids, "attention_mask": attention_mask, "pixel_values": pixel_values}.items()
-    }
+    config = clip_config(geometry)
+    if FAMILY == "siglip2":
+        patches, patch = config.vision_config.num_patches, config.vision_config.patch_size
+        side = int(patches**0.5)
+        vision = {
+            "pixel_values": torch.randn(videos, frames, patches, 3 * patch * patch, generator=generator),
+            "pixel_attention_mask": torch.ones(videos, frames, patches, dtype=torch.long),
+            "spatial_shapes": torch.tensor([side, side]).expand(videos, frames, 2).contiguous(),
+        }
+    else:
+        size = config.vision_config.image_size
+        vision = {"pixel_values": torch.randn(videos, frames, 3, size, size, generator=generator)}
+    vocabulary = config.text_config.vocab_size
+    input_ids = torch.randint(0, min(vocabulary - 3, 49405), (videos, TEXT_LENGTH), generator=generator)
+    if FAMILY in ("clip", "metaclip_2"):
+        input_ids[:, 0], input_ids[:, -1] = 49406, 49407
+    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), **vision}
+    return {k: v.to(device) for k, v in inputs.items()}
 
 
-def full_finetuning_loss(clip: CLIPModel, inputs: dict) -> torch.Tensor:
-    """The same contrastive loss as VoP's, computed by plain CLIP on frames with mean pooling."""
+def full_finetuning_loss(clip, inputs: dict) -> torch.Tensor:
+    """The family's own contrastive loss (as VoP's), computed by the plain model on frames with mean pooling."""
     videos, frames = inputs["pixel_values"].shape[:2]
-    frame_embeds = clip.get_image_features(pixel_values=inputs["pixel_values"].flatten(0, 1)).pooler_output
+    vision = {k: v.flatten(0, 1) for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+    frame_embeds = clip.get_image_features(**vision).pooler_output
     video_embeds = peft_vop.mean_pool_frames(frame_embeds.view(videos, frames, -1))
     text = clip.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).pooler_output
     logits = torch.nn.functional.normalize(text, dim=-1) @ video_embeds.T * clip.logit_scale.exp()
+    if FAMILY in ("siglip", "siglip2"):
+        signs = 2 * torch.eye(videos, device=logits.device) - 1
+        return -torch.nn.functional.logsigmoid(signs * (logits + clip.logit_bias)).sum(dim=-1).mean()
     labels = torch.arange(videos, device=logits.device)
     return (
         torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.T, labels)
@@ -143,15 +180,17 @@ def flop_ratio(
 def measure_encode(args) -> dict:
     model = build(args.geometry, args.device, "vop", args.frames).eval()
     clip = build(args.geometry, args.device, "full", args.frames).eval()  # the same weights, untouched
-    pixel_values = batch(args.geometry, args.device, args.videos, args.frames)["pixel_values"]
+    inputs = batch(args.geometry, args.device, args.videos, args.frames)
+    videos = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask")}
+    frames = {k: v.flatten(0, 1) for k, v in videos.items()}
 
     @torch.no_grad()
     def with_vop():
-        model.get_image_features(pixel_values=pixel_values)
+        model.get_image_features(**videos)
 
     @torch.no_grad()
     def without():
-        frame_embeds = clip.get_image_features(pixel_values=pixel_values.flatten(0, 1)).pooler_output
+        frame_embeds = clip.get_image_features(**frames).pooler_output
         peft_vop.mean_pool_frames(frame_embeds.view(args.videos, args.frames, -1))
 
     ratio, vop_time, base_time = paired_ratio(with_vop, without, args.device, args.repeats)
@@ -193,7 +232,7 @@ def peak_memory(args, mode: str) -> float:
     """
     if args.device == "cuda":
         return _measure_memory(args, mode)
-    command = [sys.executable, __file__, "_memory", "--mode", mode, "--geometry", args.geometry]
+    command = [sys.executable, __file__, "_memory", "--mode", mode, "--geometry", args.geometry, "--family", FAMILY]
     command += ["--device", args.device, "--videos", str(args.videos), "--frames", str(args.frames)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return float(result.stdout.strip().splitlines()[-1])
@@ -267,6 +306,7 @@ def measure_variants(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", nargs="+", choices=["encode", "train", "variants", "_memory"])
+    parser.add_argument("--family", choices=sorted(FAMILIES), default="clip", help="backbone family (default: clip)")
     parser.add_argument("--geometry", choices=sorted(GEOMETRIES), default="b32")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--videos", type=int, default=2)
@@ -275,12 +315,17 @@ def main() -> None:
     parser.add_argument("--mode", default="vop", help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
+    global FAMILY
+    FAMILY = args.family
     if args.what == ["_memory"]:
         _memory_child(args)
         return
     torch.backends.cuda.matmul.allow_tf32 = False
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({os.cpu_count()} cores)"
-    header = f"{args.geometry.upper()} geometry, {args.videos} videos x {args.frames} frames, fp32, {device_name}"
+    header = (
+        f"{args.family} {args.geometry.upper()} geometry, {args.videos} videos x {args.frames} frames, fp32, "
+        f"{device_name}"
+    )
     results = {"setup": header, "torch": torch.__version__}
     print(f"# {header}\n")
     if "encode" in args.what:

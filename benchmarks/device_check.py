@@ -114,7 +114,7 @@ def _text_masks():
     for attn in ("eager", "sdpa", "flex_attention"):
         clip, _, model = model_for("vop", attn=attn)
         input_ids, attention_mask = text(batch=3)
-        rows = iter(clip.text_model.vop.prompts["default"])
+        rows = iter(clip.text_model.vop.vop_prompts["default"])
         prompts = [next(rows) for _ in range(len(clip.text_model.encoder.layers))]
         with torch.no_grad():
             expected = text_features(clip, input_ids, attention_mask, prompts)

@@ -40,19 +40,29 @@ def context_module_flops(sequences: int, width: int, prompts: int, kind: str) ->
 def vision_flops(
     vision: CLIPVisionConfig, videos: int, frames: int, config: VoPConfig | None = None, prompt_mlp: bool = False
 ) -> int:
-    """Forward FLOPs of the vision tower for `videos` x `frames` frames, with `config`'s prompts (None: CLIP)."""
-    patches = (vision.image_size // vision.patch_size) ** 2
+    """Forward FLOPs of the vision tower for `videos` x `frames` frames, with `config`'s prompts (None: no VoP).
+
+    Any CLIP-like vision config: CLIP and MetaCLIP 2 prepend a CLS token; SigLIP and SigLIP 2 (`num_patches`) have
+    none and pool with an attention head (its key/value projections over the patches are counted).
+    """
+    num_patches = getattr(vision, "num_patches", None)
+    patches = num_patches or (vision.image_size // vision.patch_size) ** 2
+    siglip = getattr(vision, "vision_use_head", None) is not None
     width, mlp, layers = vision.hidden_size, vision.intermediate_size, vision.num_hidden_layers
     count = videos * frames
     total = count * 2 * patches * 3 * vision.patch_size**2 * width  # patch embedding
+    if siglip and vision.vision_use_head:
+        total += count * 2 * 2 * patches * width * width  # the pooling head's keys and values
+    cls = 0 if siglip else 1
     selected = set(range(layers)) if config is None or config.vision_layers is None else set(config.vision_layers)
+    split = None if config is None else config.resolved_intra_frame_layers(layers)
     for index in range(layers):
         prompts = 0 if config is None or index not in selected else config.vision_prompt_length
-        inter = config is not None and config.intra_frame_layers is not None and index >= config.intra_frame_layers
+        inter = split is not None and index >= split
         if inter:
-            total += encoder_layer_flops(videos, frames * (1 + patches), width, mlp, prompts, prompt_mlp)
+            total += encoder_layer_flops(videos, frames * (cls + patches), width, mlp, prompts, prompt_mlp)
         else:
-            total += encoder_layer_flops(count, 1 + patches, width, mlp, prompts, prompt_mlp)
+            total += encoder_layer_flops(count, cls + patches, width, mlp, prompts, prompt_mlp)
             if config is not None and config.frame_prompts == "context" and index in selected:
                 total += context_module_flops(count, width, config.video_prompt_length, config.context_module)
     return total

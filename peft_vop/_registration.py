@@ -1,4 +1,4 @@
-"""Making VoP a PEFT method that peft itself knows about.
+"""The `PeftType.VOP` member that peft's method tables are keyed by (the registration itself is in `__init__`).
 
 peft dispatches on `PeftType`, a closed `enum.Enum`: `register_peft_method` only accepts names that are already
 members, and every `PeftConfig`/`PeftModel.from_pretrained` path looks the type up in it. Python offers no public
@@ -41,20 +41,10 @@ def extend_enum(enum_class: type[enum.Enum], name: str, value: object) -> enum.E
 VOP_PEFT_TYPE = extend_enum(PeftType, VOP_NAME.upper(), VOP_NAME.upper())
 
 
-def register() -> None:
-    """Register `VoPConfig`/`VoPModel` with peft under the type `VOP` (safe to call more than once)."""
-    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
-    from peft.utils import register_peft_method
+def forget_earlier_registration() -> None:
+    """Drop VoP's entries from peft's method tables, so that a reloaded `peft_vop` can register its new classes
+    (`register_peft_method` refuses a name that is already taken)."""
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
 
-    from .config import VoPConfig
-    from .model import VoPModel
-
-    if PEFT_TYPE_TO_CONFIG_MAPPING.get(VOP_PEFT_TYPE) is VoPConfig:
-        return
-    if VOP_PEFT_TYPE in PEFT_TYPE_TO_CONFIG_MAPPING:
-        # A reloaded `peft_vop` module: replace the stale classes instead of failing on the duplicate name.
-        from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
-
-        for mapping in (PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPING):
-            mapping.pop(VOP_PEFT_TYPE, None)
-    register_peft_method(name=VOP_NAME, config_cls=VoPConfig, model_cls=VoPModel, prefix=VoPModel.prefix)
+    for mapping in (PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING, PEFT_TYPE_TO_PREFIX_MAPPING):
+        mapping.pop(VOP_PEFT_TYPE, None)

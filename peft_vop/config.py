@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,7 +26,9 @@ VARIANTS: dict[str, tuple[FramePromptKind, bool]] = {
 }
 FRAME_PROMPT_KINDS: tuple[str, ...] = ("none", "position", "context")
 CONTEXT_MODULES: tuple[str, ...] = ("bilstm", "lstm", "transformer")
-DEFAULT_INTRA_FRAME_LAYERS = 8
+# The paper splits ViT-B's 12 vision layers at K_s = 8; without an explicit `intra_frame_layers`, the function-specific
+# variants split any tower at the same fraction, round(2/3 * depth), so they also work on shallower towers.
+INTRA_FRAME_FRACTION = 2 / 3
 # Trainable parameters the paper reports for CLIP ViT-B/32 with 12 frames (Table 1 of Huang et al., 2023).
 PAPER_TRAINABLE_PARAMETERS: dict[str, str] = {
     "vop": "0.1M (0.103%)",
@@ -78,7 +81,9 @@ class VoPConfig(PeftConfig):
             prompts generated from the frames' CLS tokens by `context_module`).
         intra_frame_layers (`int`, *optional*):
             `K_s` of VoP^F: vision layers `0..K_s-1` see one frame at a time, layers `K_s..K-1` attend over all
-            tokens of all frames of a video. `None` keeps every layer intra-frame (no VoP^F). Must be in `1..K-1`.
+            tokens of all frames of a video. Must be in `1..K-1`. Left `None`, the function-specific variants use
+            the paper's fraction of the tower's depth, `round(2/3 * K)` (8 of ViT-B's 12 layers); the others keep
+            every layer intra-frame.
         context_module (`str`, defaults to `"bilstm"`):
             Context modelling module of VoP^C: `"bilstm"` (the paper's choice), `"lstm"` (uni-directional) or
             `"transformer"` (4 layers); the paper's ablations.
@@ -89,6 +94,10 @@ class VoPConfig(PeftConfig):
         vision_layers (`list[int]`, *optional*):
             Indices of the vision layers that get prompts; `None` means all. (Inter-frame layers attend across
             frames whether or not they get prompts.)
+        backbone_family (`str`, *optional*):
+            The backbone family the adapter belongs to (`"clip"`, `"metaclip_2"`, `"siglip"`, `"siglip2"`),
+            recorded when the adapter is created; loading it onto a model of another family fails before any weight
+            is touched. `None` (adapters saved before families were recorded) fits any family of the same geometry.
     """
 
     # peft's injection code reads `target_modules`; VoP finds CLIP's towers by class instead, so it is a constant
@@ -124,8 +133,8 @@ class VoPConfig(PeftConfig):
     intra_frame_layers: int | None = field(
         default=None,
         metadata={
-            "help": "K_s of VoP^F: layers 0..K_s-1 are intra-frame, the rest attend across frames. None: no "
-            "inter-frame layers (8 for the vop_f variants)."
+            "help": "K_s of VoP^F: layers 0..K_s-1 are intra-frame, the rest attend across frames. None: "
+            "round(2/3 * depth) for the vop_f variants (8 of 12, as in the paper), no inter-frame layers otherwise."
         },
     )
     context_module: str = field(
@@ -137,6 +146,13 @@ class VoPConfig(PeftConfig):
     )
     vision_layers: list[int] | None = field(
         default=None, metadata={"help": "Vision layer indices that get prompts; None = all."}
+    )
+    backbone_family: str | None = field(
+        default=None,
+        metadata={
+            "help": "Backbone family ('clip', 'metaclip_2', 'siglip', 'siglip2'), recorded when the adapter is "
+            "created; an adapter refuses models of another family."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -152,7 +168,16 @@ class VoPConfig(PeftConfig):
     @property
     def function_specific(self) -> bool:
         """Whether the vision tower is split into intra-frame and inter-frame layers (VoP^F)."""
-        return self.intra_frame_layers is not None
+        return VARIANTS[self.variant][1]
+
+    def resolved_intra_frame_layers(self, num_layers: int) -> int | None:
+        """`K_s` for a vision tower of `num_layers` layers: the configured value, or the paper's fraction of the
+        depth for the function-specific variants (`None` without inter-frame layers)."""
+        if not self.function_specific:
+            return None
+        if self.intra_frame_layers is not None:
+            return self.intra_frame_layers
+        return min(max(round(INTRA_FRAME_FRACTION * num_layers), 1), num_layers - 1)
 
     @property
     def needs_video(self) -> bool:
@@ -171,8 +196,13 @@ class VoPConfig(PeftConfig):
                 raise ValueError(f"`{name}` must be a non-negative integer; got {value!r}.")
         if self.num_frames < 1:
             raise ValueError(f"`num_frames` must be at least 1; got {self.num_frames}.")
-        if not isinstance(self.init_std, (int, float)) or isinstance(self.init_std, bool) or self.init_std <= 0:
-            raise ValueError(f"`init_std` must be a positive number; got {self.init_std!r}.")
+        if (
+            not isinstance(self.init_std, (int, float))
+            or isinstance(self.init_std, bool)
+            or not math.isfinite(self.init_std)
+            or self.init_std <= 0
+        ):
+            raise ValueError(f"`init_std` must be a positive finite number; got {self.init_std!r}.")
         if self.intra_frame_layers is not None and (
             isinstance(self.intra_frame_layers, bool)
             or not isinstance(self.intra_frame_layers, int)
@@ -200,13 +230,13 @@ class VoPConfig(PeftConfig):
                     "Leave `variant=None` to compose the options freely."
                 )
             self.frame_prompts = frame_prompts
-            if function_specific and self.intra_frame_layers is None:
-                self.intra_frame_layers = DEFAULT_INTRA_FRAME_LAYERS
+        else:
+            function_specific = self.intra_frame_layers is not None
         if self.frame_prompts is None:
             self.frame_prompts = "none"
         if self.frame_prompts not in FRAME_PROMPT_KINDS:
             raise ValueError(f"`frame_prompts` must be one of {list(FRAME_PROMPT_KINDS)}; got {self.frame_prompts!r}.")
-        self.variant = variant_name(self.frame_prompts, self.function_specific)
+        self.variant = variant_name(self.frame_prompts, function_specific)
 
         if self.frame_prompts != "none":
             if self.video_prompt_length < 1:
@@ -224,10 +254,12 @@ class VoPConfig(PeftConfig):
 def _check_layer_list(name: str, layers: list[int] | None) -> list[int] | None:
     if layers is None:
         return None
-    if isinstance(layers, (str, bytes)) or not all(
+    if not isinstance(layers, (list, tuple)) or not all(
         isinstance(index, int) and not isinstance(index, bool) for index in layers
     ):
-        raise ValueError(f"`{name}` must be None or a list of layer indices; got {layers!r}.")
+        raise ValueError(
+            f"`{name}` must be None (all layers) or a list of layer indices such as [0, 1]; got {layers!r}."
+        )
     layers = list(layers)
     if not layers:
         raise ValueError(f"`{name}` must be None (all layers) or a non-empty list; got []. Use a prompt length of 0.")

@@ -1,4 +1,7 @@
-"""Prompt holders: the modules that own VoP's parameters for one CLIP tower and the hooks that use them.
+"""Prompt holders: the modules that own VoP's parameters for one tower and the hooks that use them.
+
+The shapes below are CLIP's; families without a CLS/BOS token (SigLIP) put the prompts first instead of after it,
+as their `BackboneFamily` spec says.
 
 One holder is attached to each tower (`CLIPTextModel` / `CLIPVisionModel`) as the child module `vop`. It keeps its
 parameters keyed by adapter name, as every peft tuner layer does, and installs forward hooks; nothing of CLIP is
@@ -6,8 +9,10 @@ replaced. The mechanism is the same for both towers and all variants:
 
 - a pre-hook on the tower prepares the call (flattens videos to frames, builds the text attention mask of the
   prompted sequence) and passes a `VoPCall` down to the encoder layers through the forward kwargs;
-- a pre-hook on every encoder layer works out that layer's prompt tokens and passes them through the layer's own
-  (frozen) `layer_norm1`;
+- a pre-hook on every encoder layer works out that layer's prompt tokens, passes them through the layer's own
+  (frozen) `layer_norm1` and hands them to the layer's self-attention in the forward kwargs (which encoder layers
+  pass on to it), together with the attention mask the prompted sequence needs; under gradient checkpointing they
+  ride at the end of the layer's positional input instead (see `CARRIED_PROMPTS_KWARG`);
 - a pre-hook on the layer's self-attention inserts them right after the first token (CLS/BOS) of its input, and a
   forward hook on the self-attention strips them from its output again.
 
@@ -37,44 +42,49 @@ from typing import Any
 import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
-from transformers.masking_utils import create_causal_mask
 
 from .config import VoPConfig
+from .families import BackboneFamily, bidirectional_mask
 from .pooling import mean_pool_frames
 from .video_prompts import ContextPromptGenerator
 
 
 VOP_CALL_KWARG = "vop_call"
+# A layer's prompts travel from the layer's pre-hook to its attention in the forward kwargs, which encoder layers
+# pass on to their self-attention, so nothing about a call is kept on the model. Two routes:
+PROMPTS_KWARG = "vop_prompts"  # normalised prompts [N, P, D], inserted by the attention's pre-hook
+# Under gradient checkpointing the layer's `forward` is checkpointed but its hooks are not, and reentrant
+# checkpointing only tracks tensors passed by position. Prompts computed from the layer input (VoP^C) must reach the
+# attention through that positional input, so a checkpointed layer gets its prompts appended to `hidden_states`
+# (its `layer_norm1` normalises them with the other tokens); this kwarg says how many trailing tokens are prompts.
+CARRIED_PROMPTS_KWARG = "vop_carried_prompts"
 
 
-@dataclass
+@dataclass(frozen=True)
 class VoPCall:
-    """What the layer hooks of one tower need to know about the forward call in progress.
+    """What the hooks of one tower need to know about the forward call in progress.
 
-    Created by the tower's pre-hook and handed to every encoder layer in the forward kwargs, so nothing about a call
-    is stored on the model (calls can nest, run in threads, or be re-run by gradient checkpointing).
+    Created by the tower's pre-hook and handed to every encoder layer (and from there to its self-attention) in the
+    forward kwargs, so calls can nest, run in threads, or be replayed by gradient checkpointing.
 
     Args:
         adapter (`str`, *optional*): the adapter whose prompts this call uses; `None` when adapters are disabled.
         num_frames (`int`, *optional*): frames per video when the vision input is a video batch.
-        prompt_norm (`nn.Module`, *optional*): CLIP's `pre_layrnorm`, applied to the prompts of vision layer 0.
-        attention_mask (*optional*): the text attention mask of the prompted sequence, in the form the model's
-            attention implementation expects.
-        pending (`dict[int, torch.Tensor]`): normalised prompts `[N, P, D]` of a layer, from its pre-hook to its
-            attention's pre-hook.
-        replayed (`set[int]`): layers that gradient checkpointing may run again without their pre-hook; their
-            pending prompts are kept for the replay instead of being dropped once inserted.
-        inserted (`dict[int, int]`): prompt tokens inserted into each layer's attention, for the hook that strips
-            them.
+        prompt_norm (`nn.Module`, *optional*): the family's norm of layer-0 vision prompts (CLIP's `pre_layrnorm`).
+        attention_mask (*optional*): the attention mask of a prompted per-frame (or text) layer, in the form the
+            model's attention implementation expects; `None` where the encoder's own mask (or none) is right.
+        video_attention_masks (`dict[bool, Any]`): masks of inter-frame layers without and with prompts (SigLIP 2's
+            padded patches); empty where no mask is needed.
+        token_mask (`torch.Tensor`, *optional*): `[N, L]`, which tokens of a frame are real patches (SigLIP 2), for
+            the frame summary of VoP^C.
     """
 
     adapter: str | None
     num_frames: int | None = None
     prompt_norm: nn.Module | None = None
     attention_mask: Any = None
-    pending: dict[int, torch.Tensor] = field(default_factory=dict)
-    replayed: set[int] = field(default_factory=set)
-    inserted: dict[int, int] = field(default_factory=dict)
+    video_attention_masks: dict[bool, Any] = field(default_factory=dict)
+    token_mask: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -83,12 +93,13 @@ class TowerPlan:
 
     Args:
         num_layers (`int`): depth `K` of the tower.
-        prompt_rows (`dict[int, int]`): per-frame (or text) layer index -> row of that layer in `prompts`.
-        prompt_length (`int`): shared prompts per such layer.
-        frame_prompts (`str`): `"none"`, `"position"` or `"context"`.
-        frame_prompt_length (`int`): frame-specific prompts per such layer.
-        video_rows (`dict[int, int]`): inter-frame layer index -> row of that layer in `video_prompts`.
-        video_prompt_length (`int`): video-level prompts per inter-frame layer.
+        prompt_rows (`dict[int, int]`): per-frame (or text) layer index -> its row in the shared prompts
+            `vop_prompts` (and in `vop_position_prompts`).
+        shared_prompt_length (`int`): prompts per such layer that every frame (or caption) shares.
+        frame_prompt_kind (`str`): `"none"`, `"position"` (VoP^P) or `"context"` (VoP^C).
+        frame_prompt_length (`int`): frame-specific (position or context) prompts per such layer.
+        inter_frame_rows (`dict[int, int]`): inter-frame layer index -> its row in `vop_inter_frame_prompts`.
+        inter_frame_prompt_length (`int`): video-level prompts per inter-frame layer.
         intra_frame_layers (`int`, *optional*): `K_s` of VoP^F, `None` without inter-frame layers.
         num_frames (`int`): frames the adapter was built for.
         needs_video (`bool`): whether 4-D image batches are rejected.
@@ -97,11 +108,11 @@ class TowerPlan:
 
     num_layers: int
     prompt_rows: dict[int, int]
-    prompt_length: int
-    frame_prompts: str = "none"
+    shared_prompt_length: int
+    frame_prompt_kind: str = "none"
     frame_prompt_length: int = 0
-    video_rows: dict[int, int] = field(default_factory=dict)
-    video_prompt_length: int = 0
+    inter_frame_rows: dict[int, int] = field(default_factory=dict)
+    inter_frame_prompt_length: int = 0
     intra_frame_layers: int | None = None
     num_frames: int = 1
     needs_video: bool = False
@@ -116,23 +127,26 @@ class VoPLayer(nn.Module, BaseTunerLayer):
     Base class of the prompt holders: owns the prompts of one tower, keyed by adapter name, and inserts them into
     (and strips them from) the self-attention of the tower's encoder layers through forward hooks.
 
-    A holder wraps no layer: `get_base_layer()` returns the holder itself, and `weight`/`bias` raise
-    `AttributeError` instead of recursing.
+    Every parameter container's name starts with `vop_` (peft's prefix for the method), as LoRA's `lora_A` does, so
+    peft recognises the adapter's keys (trainable parameters, missing keys on load). A holder wraps no layer:
+    `get_base_layer()` returns the holder itself, and `weight`/`bias` raise `AttributeError` instead of recursing.
 
     Args:
-        tower (`nn.Module`): the `CLIPTextModel` or `CLIPVisionModel` to prompt.
+        tower (`nn.Module`): the text or vision tower to prompt (e.g. `CLIPTextModel`, `SiglipVisionModel`).
         adapter_name (`str`): name of the first adapter.
         config (`VoPConfig`): its configuration.
+        family (`BackboneFamily`): what the tower's family does differently (see `peft_vop.families`).
     """
 
-    adapter_layer_names: tuple[str, ...] = ("prompts",)
+    adapter_layer_names: tuple[str, ...] = ("vop_prompts",)
     other_param_names: tuple[str, ...] = ("plans",)
     tower_name = "tower"
 
-    def __init__(self, tower: nn.Module, adapter_name: str, config: VoPConfig) -> None:
+    def __init__(self, tower: nn.Module, adapter_name: str, config: VoPConfig, family: BackboneFamily) -> None:
         super().__init__()
+        self.family = family
         for name in self.adapter_layer_names:
-            container = nn.ModuleDict() if name == "context_module" else nn.ParameterDict()
+            container = nn.ModuleDict() if name == "vop_context_module" else nn.ParameterDict()
             self.add_module(name, container)
         self.plans: dict[str, TowerPlan] = {}
         self._active_adapter = adapter_name
@@ -209,9 +223,8 @@ class VoPLayer(nn.Module, BaseTunerLayer):
             # see CLIP's shapes.
             layer.register_forward_hook(functools.partial(self._after_layer, index), with_kwargs=True, prepend=True)
             attention = layer.self_attn
-            attention.register_forward_pre_hook(functools.partial(self._before_attention, index), with_kwargs=True)
-            hook = functools.partial(self._after_attention, index)
-            attention.register_forward_hook(hook, with_kwargs=True, prepend=True)
+            attention.register_forward_pre_hook(self._before_attention, with_kwargs=True)
+            attention.register_forward_hook(self._after_attention, with_kwargs=True, prepend=True)
 
     def owns_hook(self, hook: Callable) -> bool:
         """Whether `hook` is one of the hooks this holder installed."""
@@ -222,15 +235,51 @@ class VoPLayer(nn.Module, BaseTunerLayer):
     def _before_tower(self, tower: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         raise NotImplementedError
 
-    def _before_layer(self, index: int, layer: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+    def _layer_prompts(
+        self, call: VoPCall, index: int, hidden: torch.Tensor, normalize: Callable[[torch.Tensor], torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The layer's input as the layer should see it (VoP^F regroups frames) and its prompts `[N, P, D]`, each
+        prompt token passed through `normalize`; `None` for a layer without prompts."""
         raise NotImplementedError
+
+    def _before_layer(self, index: int, layer: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        call = kwargs.get(VOP_CALL_KWARG)
+        if call is None or call.adapter is None:
+            return None
+        original = _read_input(args, kwargs, "hidden_states", 0)  # [N, L, D]
+        # The same test transformers' GradientCheckpointingLayer makes before checkpointing the layer's forward.
+        checkpointed = getattr(layer, "gradient_checkpointing", False) and layer.training and torch.is_grad_enabled()
+        if checkpointed:
+            hidden, prompts = self._layer_prompts(call, index, original, lambda tokens: tokens)
+        else:
+            hidden, prompts = self._layer_prompts(call, index, original, layer.layer_norm1)
+        if prompts is None:
+            if hidden is original:
+                return None
+        elif checkpointed:
+            kwargs[CARRIED_PROMPTS_KWARG] = prompts.shape[1]
+            hidden = torch.cat([hidden, prompts], dim=1)  # [N, L+P, D]
+        else:
+            kwargs[PROMPTS_KWARG] = prompts
+        mask = self._layer_attention_mask(call, index, prompts is not None)
+        if mask is not None:
+            args, kwargs = _replace_input(args, kwargs, "attention_mask", 1, mask)
+        return _replace_input(args, kwargs, "hidden_states", 0, hidden)
+
+    def _layer_attention_mask(self, call: VoPCall, index: int, prompted: bool) -> Any:
+        """The attention mask a layer needs instead of the encoder's, or `None` to keep the encoder's."""
+        return call.attention_mask if prompted else None
 
     def _after_layer(self, index: int, layer: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
         call = kwargs.get(VOP_CALL_KWARG)
         if call is None or call.adapter is None:
             return None
         hidden = output[0] if isinstance(output, tuple) else output
-        left = self._leave_layer(index, hidden, call)
+        left = hidden
+        carried = kwargs.get(CARRIED_PROMPTS_KWARG)
+        if carried:
+            left = left[:, :-carried]  # the carried prompts' outputs are discarded
+        left = self._leave_layer(index, left, call)
         if left is hidden:
             return None
         return (left, *output[1:]) if isinstance(output, tuple) else left
@@ -238,48 +287,33 @@ class VoPLayer(nn.Module, BaseTunerLayer):
     def _leave_layer(self, index: int, hidden: torch.Tensor, call: VoPCall) -> torch.Tensor:
         return hidden
 
-    def _before_attention(
-        self, index: int, attention: nn.Module, args: tuple, kwargs: dict
-    ) -> tuple[tuple, dict] | None:
-        call = kwargs.get(VOP_CALL_KWARG)
-        if call is None:
+    def _before_attention(self, attention: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        prompts = kwargs.get(PROMPTS_KWARG)
+        carried = kwargs.get(CARRIED_PROMPTS_KWARG)
+        if prompts is None and not carried:
             return None
-        # Kept where gradient checkpointing may replay the layer's forward without its pre-hook; dropped otherwise,
-        # so that a call holds at most one layer's frame-specific prompts.
-        prompts = call.pending.get(index) if index in call.replayed else call.pending.pop(index, None)
-        if prompts is None:
+        hidden = _read_input(args, kwargs, "hidden_states", 0)
+        lead = self.family.leading_tokens
+        if prompts is not None:
+            hidden = _insert(hidden, prompts, lead)  # [N, lead+P+L-lead, D]
+        else:  # carried at the end of the sequence: move them to where prompts go
+            hidden = torch.cat([hidden[:, :lead], hidden[:, -carried:], hidden[:, lead:-carried]], dim=1)
+        return _replace_input(args, kwargs, "hidden_states", 0, hidden)
+
+    def _after_attention(self, attention: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
+        prompts = kwargs.get(PROMPTS_KWARG)
+        carried = kwargs.get(CARRIED_PROMPTS_KWARG)
+        if prompts is None and not carried:
             return None
-        # CLIPEncoderLayer passes `hidden_states` and `attention_mask` by keyword; positions are accepted too.
-        args = list(args)
-        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
-        hidden = _insert(hidden, prompts)  # [N, 1+P+L-1, D]
-        if "hidden_states" in kwargs:
-            kwargs["hidden_states"] = hidden
+        hidden = output[0] if isinstance(output, tuple) else output
+        lead = self.family.leading_tokens
+        if prompts is not None:
+            hidden = _strip(hidden, prompts.shape[1], lead)  # [N, L, D]: prompt outputs are discarded
         else:
-            args[0] = hidden
-        if call.attention_mask is not None:
-            if "attention_mask" in kwargs or len(args) < 2:
-                kwargs["attention_mask"] = call.attention_mask
-            else:
-                args[1] = call.attention_mask
-        call.inserted[index] = prompts.shape[1]
-        return tuple(args), kwargs
-
-    @staticmethod
-    def _hand_over(call: VoPCall, index: int, layer: nn.Module, prompts: torch.Tensor) -> None:
-        """Leave a layer's normalised prompts `[N, P, D]` for its attention's pre-hook."""
-        call.pending[index] = prompts
-        if getattr(layer, "gradient_checkpointing", False) and layer.training and torch.is_grad_enabled():
-            call.replayed.add(index)
-
-    def _after_attention(self, index: int, attention: nn.Module, args: tuple, kwargs: dict, output: Any) -> Any:
-        call = kwargs.get(VOP_CALL_KWARG)
-        count = None if call is None else call.inserted.pop(index, None)
-        if not count:
-            return None
-        if isinstance(output, tuple):
-            return (_strip(output[0], count), *output[1:])
-        return _strip(output, count)
+            # Back to the layer's token order, prompts last, so the residual connection lines up.
+            end = lead + carried
+            hidden = torch.cat([hidden[:, :lead], hidden[:, end:], hidden[:, lead:end]], dim=1)
+        return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
     def extra_repr(self) -> str:
         return f"tower={self.tower_name}, adapters={sorted(self.plans)}"
@@ -287,11 +321,14 @@ class VoPLayer(nn.Module, BaseTunerLayer):
 
 class VoPTextLayer(VoPLayer):
     """
-    Prompt holder of a `CLIPTextModel`: `text_prompt_length` prompts per layer, inserted right after BOS.
+    Prompt holder of a text tower: `text_prompt_length` prompts per layer, inserted right after BOS (CLIP, MetaCLIP
+    2) or first (SigLIP, SigLIP 2, which have no BOS).
 
-    The attention mask grows with the sequence: prompts see BOS and earlier prompts, every word and EOS sees all
-    prompts, padding stays masked. The mask is built once per forward with transformers' own `create_causal_mask`,
-    so it has the form the configured attention implementation expects (eager, sdpa, flash-attention, flex).
+    The attention mask grows with the sequence. CLIP's causal mask: prompts see BOS and earlier prompts, every word
+    and EOS sees all prompts, padding stays masked. SigLIP's bidirectional mask: every token sees the prompts, and
+    masked padding keys stay masked. The mask is built once per forward with transformers' own mask functions, so it
+    has the form the configured attention implementation expects (eager, sdpa, flash-attention, flex). Prompts are
+    stripped after each attention, so the pooled token (EOS for CLIP, the last position for SigLIP) is unchanged.
     """
 
     tower_name = "text"
@@ -299,51 +336,45 @@ class VoPTextLayer(VoPLayer):
     def _make_plan(self, config: VoPConfig, num_layers: int) -> TowerPlan:
         layers = _check_layers("text_layers", config.text_layers, num_layers, "text")
         rows = {index: row for row, index in enumerate(layers)} if config.text_prompt_length else {}
-        return TowerPlan(num_layers=num_layers, prompt_rows=rows, prompt_length=config.text_prompt_length)
+        return TowerPlan(num_layers=num_layers, prompt_rows=rows, shared_prompt_length=config.text_prompt_length)
 
     def _create_parameters(self, adapter_name, config, plan, tower, device, dtype) -> None:
-        width = tower.config.hidden_size
-        shape = (len(plan.prompt_rows), plan.prompt_length, width)
-        self.prompts[adapter_name] = _normal_parameter(shape, config.init_std, device, dtype)
+        if plan.prompt_rows:  # no zero-element parameter for the vision-only ablation
+            shape = (len(plan.prompt_rows), plan.shared_prompt_length, tower.config.hidden_size)
+            self.vop_prompts[adapter_name] = _normal_parameter(shape, config.init_std, device, dtype)
 
     def _before_tower(self, tower: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        input_ids = _read_input(args, kwargs, "input_ids", 0)
+        if input_ids is not None and input_ids.numel() == 0:
+            raise ValueError(
+                f"`input_ids` must hold at least one token of one caption; got shape {tuple(input_ids.shape)}."
+            )
         adapter = self._forward_adapter()
-        if adapter is None or not self.plans[adapter].prompt_rows:
-            return None
-        input_ids = kwargs["input_ids"] if "input_ids" in kwargs else (args[0] if args else None)
-        if input_ids is None:
-            return None  # CLIP raises its own error
-        padding_mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+        if adapter is None or not self.plans[adapter].prompt_rows or input_ids is None:
+            return None  # without input_ids CLIP raises its own error
+        padding_mask = _read_input(args, kwargs, "attention_mask", 1)
         if padding_mask is not None and padding_mask.ndim != 2:
             raise ValueError(
                 "VoP extends the text attention mask for its prompts, so `attention_mask` must be the 2-D padding "
                 f"mask [batch, sequence] the tokenizer returns; got a tensor of shape {tuple(padding_mask.shape)}."
             )
-        length = self.plans[adapter].prompt_length
+        length = self.plans[adapter].shared_prompt_length
         batch, sequence = input_ids.reshape(-1, input_ids.shape[-1]).shape
         if padding_mask is not None:
-            padding_mask = torch.cat(
-                [padding_mask[:, :1], padding_mask.new_ones(batch, length), padding_mask[:, 1:]], dim=1
-            )
-        # create_causal_mask only reads the batch size, length, dtype and device of `inputs_embeds`.
+            padding_mask = _insert_ones(padding_mask, length, self.family.leading_tokens)
+        # The mask functions only read the batch size, length, dtype and device of `inputs_embeds`.
         embedding_dtype = tower.embeddings.token_embedding.weight.dtype
         shape_only = torch.empty(batch, sequence + length, 0, dtype=embedding_dtype, device=input_ids.device)
-        # The fourth argument (no KV cache) is named `past_key_values` before transformers 5.24 and `cache` after.
-        mask = create_causal_mask(tower.config, shape_only, padding_mask, None)
+        mask = self.family.text_mask(tower.config, shape_only, padding_mask)
         kwargs[VOP_CALL_KWARG] = VoPCall(adapter=adapter, attention_mask=mask)
         return args, kwargs
 
-    def _before_layer(self, index: int, layer: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        call = kwargs.get(VOP_CALL_KWARG)
-        if call is None or call.adapter is None:
-            return None
+    def _layer_prompts(self, call, index, hidden, normalize):
         row = self.plans[call.adapter].prompt_rows.get(index)
         if row is None:
-            return None
-        hidden = args[0] if args else kwargs["hidden_states"]  # [T, L, D]
-        prompts = layer.layer_norm1(self.prompts[call.adapter][row].to(hidden.dtype))  # [P, D]
-        self._hand_over(call, index, layer, prompts.expand(hidden.shape[0], -1, -1))  # [T, P, D]
-        return None
+            return hidden, None
+        prompts = normalize(self.vop_prompts[call.adapter][row].to(hidden.dtype))  # [P, D]
+        return hidden, prompts.expand(hidden.shape[0], -1, -1)  # [T, P, D]
 
 
 class VoPVisionLayer(VoPLayer):
@@ -355,27 +386,46 @@ class VoPVisionLayer(VoPLayer):
     `[B, F, E]` into unit-norm video embeddings `[B, E]` (mean of the normalised frame embeddings). This video
     interface stays on while adapters are disabled, so the disabled model is zero-shot CLIP with mean pooling.
 
+    Parameters per adapter (only those the configuration uses exist): `vop_prompts` (shared prompts of the
+    per-frame layers), `vop_position_prompts` (VoP^P), `vop_context_module` (VoP^C), `vop_inter_frame_prompts` and
+    `vop_frame_position_embedding` (VoP^F).
+
+    For families whose pooled output is already the embedding (SigLIP's attention-pooling head), the frames are
+    averaged on the tower's `pooler_output` instead, which becomes `[B, E]`.
+
     Args:
-        tower (`nn.Module`): the `CLIPVisionModel`.
+        tower (`nn.Module`): the vision tower (e.g. `CLIPVisionModel`, `SiglipVisionModel`).
         adapter_name (`str`): name of the first adapter.
         config (`VoPConfig`): its configuration.
+        family (`BackboneFamily`): what the tower's family does differently.
         projection (`nn.Module`, *optional*): the `visual_projection` applied to the tower's pooled output.
     """
 
-    adapter_layer_names = ("prompts", "frame_prompts", "video_prompts", "frame_position_embedding", "context_module")
+    adapter_layer_names = (
+        "vop_prompts",
+        "vop_position_prompts",
+        "vop_inter_frame_prompts",
+        "vop_frame_position_embedding",
+        "vop_context_module",
+    )
     tower_name = "vision"
 
     def __init__(
-        self, tower: nn.Module, adapter_name: str, config: VoPConfig, projection: nn.Module | None = None
+        self,
+        tower: nn.Module,
+        adapter_name: str,
+        config: VoPConfig,
+        family: BackboneFamily,
+        projection: nn.Module | None = None,
     ) -> None:
-        super().__init__(tower, adapter_name, config)
+        super().__init__(tower, adapter_name, config, family)
         tower.register_forward_hook(self._after_tower, with_kwargs=True)  # per-frame outputs back to [B, F, ...]
-        if projection is not None:
+        if projection is not None and family.frame_pooling == "projection":
             projection.register_forward_hook(self._pool_frames)
 
     def _make_plan(self, config: VoPConfig, num_layers: int) -> TowerPlan:
         layers = _check_layers("vision_layers", config.vision_layers, num_layers, "vision")
-        split = config.intra_frame_layers
+        split = config.resolved_intra_frame_layers(num_layers)
         if split is not None and not 1 <= split <= num_layers - 1:
             raise ValueError(
                 f"`intra_frame_layers` must be in 1..{num_layers - 1} for a vision tower of {num_layers} layers "
@@ -388,11 +438,11 @@ class VoPVisionLayer(VoPLayer):
         return TowerPlan(
             num_layers=num_layers,
             prompt_rows={index: row for row, index in enumerate(intra)} if has_prompts else {},
-            prompt_length=config.vision_prompt_length - frame_length,
-            frame_prompts=config.frame_prompts,
+            shared_prompt_length=config.vision_prompt_length - frame_length,
+            frame_prompt_kind=config.frame_prompts,
             frame_prompt_length=frame_length,
-            video_rows={index: row for row, index in enumerate(inter)} if has_prompts else {},
-            video_prompt_length=config.vision_prompt_length,
+            inter_frame_rows={index: row for row, index in enumerate(inter)} if has_prompts else {},
+            inter_frame_prompt_length=config.vision_prompt_length,
             intra_frame_layers=split,
             num_frames=config.num_frames,
             needs_video=config.needs_video,
@@ -400,50 +450,92 @@ class VoPVisionLayer(VoPLayer):
         )
 
     def _create_parameters(self, adapter_name, config, plan, tower, device, dtype) -> None:
+        # Only what has something to prompt gets a parameter: no zero-element tensors.
         width = tower.config.hidden_size
         std = config.init_std
         rows = len(plan.prompt_rows)
-        self.prompts[adapter_name] = _normal_parameter((rows, plan.prompt_length, width), std, device, dtype)
-        if plan.frame_prompts == "position":
+        if rows and plan.shared_prompt_length:
+            shape = (rows, plan.shared_prompt_length, width)
+            self.vop_prompts[adapter_name] = _normal_parameter(shape, std, device, dtype)
+        if rows and plan.frame_prompt_kind == "position":
             shape = (rows, plan.num_frames, plan.frame_prompt_length, width)
-            self.frame_prompts[adapter_name] = _normal_parameter(shape, std, device, dtype)
-        if plan.frame_prompts == "context":
+            self.vop_position_prompts[adapter_name] = _normal_parameter(shape, std, device, dtype)
+        if rows and plan.frame_prompt_kind == "context":
             with torch.device(device):  # built in place: with low_cpu_mem_usage it lives on the meta device
                 generator = ContextPromptGenerator(width, plan.frame_prompt_length, config.context_module, std)
-            self.context_module[adapter_name] = generator.to(dtype=dtype)
+            self.vop_context_module[adapter_name] = generator.to(dtype=dtype)
+        if plan.inter_frame_rows:
+            shape = (len(plan.inter_frame_rows), plan.inter_frame_prompt_length, width)
+            self.vop_inter_frame_prompts[adapter_name] = _normal_parameter(shape, std, device, dtype)
         if plan.intra_frame_layers is not None:
-            shape = (len(plan.video_rows), plan.video_prompt_length, width)
-            self.video_prompts[adapter_name] = _normal_parameter(shape, std, device, dtype)
             shape = (plan.num_frames, width)
-            self.frame_position_embedding[adapter_name] = _normal_parameter(shape, std, device, dtype)
+            self.vop_frame_position_embedding[adapter_name] = _normal_parameter(shape, std, device, dtype)
 
     # ------------------------------------------------------------------ tower
     def _before_tower(self, tower: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        in_kwargs = "pixel_values" in kwargs
-        pixel_values = kwargs["pixel_values"] if in_kwargs else (args[0] if args else None)
+        pixel_values = _read_input(args, kwargs, "pixel_values", 0)
         if pixel_values is None:
             return None
-        adapter = self._forward_adapter()
-        if pixel_values.ndim == 5:
-            num_frames = pixel_values.shape[1]
-            pixel_values = pixel_values.flatten(0, 1)  # [B*F, 3, H, W]
-        elif pixel_values.ndim == 4:
-            num_frames = None
-        else:
+        image_dims = self.family.image_dims
+        if pixel_values.ndim not in (image_dims + 1, image_dims + 2):
+            image = "3, H, W" if image_dims == 3 else "P, 3*p*p"  # SigLIP 2 takes patch sequences
             raise ValueError(
-                "`pixel_values` must be images [N, 3, H, W] or videos [B, F, 3, H, W]; got a tensor of shape "
+                f"`pixel_values` must be images [N, {image}] or videos [B, F, {image}]; got a tensor of shape "
                 f"{tuple(pixel_values.shape)}."
             )
+        if 0 in pixel_values.shape[: pixel_values.ndim - image_dims]:
+            raise ValueError(
+                "`pixel_values` must hold at least one image, or one video of at least one frame; got a tensor of "
+                f"shape {tuple(pixel_values.shape)}."
+            )
+        adapter = self._forward_adapter()
+        num_frames = pixel_values.shape[1] if pixel_values.ndim == image_dims + 2 else None
         if adapter is not None:
             self._check_frames(adapter, num_frames, pixel_values.shape[0])
         elif num_frames is None:
-            return None  # adapters disabled and an image batch: CLIP runs untouched
-        call = VoPCall(adapter=adapter, num_frames=num_frames, prompt_norm=tower.pre_layrnorm)
-        kwargs[VOP_CALL_KWARG] = call
-        if in_kwargs:
-            kwargs["pixel_values"] = pixel_values
-            return args, kwargs
-        return (pixel_values, *args[1:]), kwargs
+            return None  # adapters disabled and an image batch: the backbone runs untouched
+        if num_frames is not None:  # frames become images: [B*F, ...], with their patch masks and shapes
+            args, kwargs = _replace_input(args, kwargs, "pixel_values", 0, pixel_values.flatten(0, 1))
+            if self.family.pixel_mask is not None:
+                for position, name in enumerate((self.family.pixel_mask, "spatial_shapes"), start=1):
+                    value = _read_input(args, kwargs, name, position)
+                    if value is not None:
+                        args, kwargs = _replace_input(args, kwargs, name, position, value.flatten(0, 1))
+        pixel_mask = None if self.family.pixel_mask is None else _read_input(args, kwargs, self.family.pixel_mask, 1)
+        norm = self.family.first_prompt_norm
+        kwargs[VOP_CALL_KWARG] = VoPCall(
+            adapter=adapter,
+            num_frames=num_frames,
+            prompt_norm=getattr(tower, norm) if norm else None,
+            **self._patch_masks(tower, adapter, num_frames, pixel_mask),
+        )
+        return args, kwargs
+
+    def _patch_masks(
+        self, tower: nn.Module, adapter: str | None, num_frames: int | None, pixel_mask: torch.Tensor | None
+    ) -> dict[str, Any]:
+        """Attention masks of prompted and inter-frame layers where padded patches must stay masked (SigLIP 2)."""
+        if adapter is None or pixel_mask is None:
+            return {}
+        plan = self.plans[adapter]
+        dtype = next(tower.parameters()).dtype
+
+        def mask(padding: torch.Tensor) -> Any:
+            shape_only = torch.empty(*padding.shape, 0, dtype=dtype, device=padding.device)
+            return bidirectional_mask(tower.config, shape_only, padding)  # [N, L] -> the attention's form
+
+        prompt_length = plan.shared_prompt_length + plan.frame_prompt_length
+        masks: dict[str, Any] = {
+            "token_mask": pixel_mask,
+            "attention_mask": mask(_insert_ones(pixel_mask, prompt_length, 0)),
+        }
+        if plan.intra_frame_layers is not None:
+            videos = pixel_mask.reshape(-1, num_frames * pixel_mask.shape[1])  # [B, F*L]
+            masks["video_attention_masks"] = {
+                False: mask(videos),
+                True: mask(_insert_ones(videos, plan.inter_frame_prompt_length, 0)),
+            }
+        return masks
 
     def _check_frames(self, adapter: str, num_frames: int | None, count: int) -> None:
         plan = self.plans[adapter]
@@ -471,7 +563,31 @@ class VoPVisionLayer(VoPLayer):
         hidden_states = getattr(output, "hidden_states", None)
         if hidden_states:
             output["hidden_states"] = tuple(state.unflatten(0, (-1, frames)) for state in hidden_states)
-        return output  # [B, F, 1+M, D] and [B, F, D]
+        if self.family.frame_pooling == "tower":
+            pooled = _output_field(output, "pooler_output", 1)
+            if pooled is not None:  # the pooled output is the embedding (SigLIP's head): [B, F, E] -> [B, E]
+                output = _set_output_field(output, "pooler_output", 1, mean_pool_frames(pooled))
+        return output  # [B, F, 1+M, D] and [B, F, D] (or [B, E])
+
+    def _layer_attention_mask(self, call: VoPCall, index: int, prompted: bool) -> Any:
+        if self.plans[call.adapter].is_inter_frame(index):
+            return call.video_attention_masks.get(prompted)
+        return call.attention_mask if prompted else None
+
+    def check_paired_batches(self, model: nn.Module, args: tuple, kwargs: dict) -> None:
+        """Pre-hook of the two-tower model: the contrastive loss pairs caption `i` with video `i`."""
+        if not _read_input(args, kwargs, "return_loss", 4):
+            return
+        input_ids = _read_input(args, kwargs, "input_ids", 0)
+        pixel_values = _read_input(args, kwargs, "pixel_values", 1)
+        if input_ids is None or pixel_values is None or input_ids.shape[0] == pixel_values.shape[0]:
+            return
+        noun = "videos" if pixel_values.ndim == 5 else "images"
+        raise ValueError(
+            f"`return_loss=True` pairs caption i with video i, so `input_ids` and `pixel_values` must hold the same "
+            f"number of items; got {input_ids.shape[0]} captions (`input_ids` of shape {tuple(input_ids.shape)}) and "
+            f"{pixel_values.shape[0]} {noun} (`pixel_values` of shape {tuple(pixel_values.shape)})."
+        )
 
     def _pool_frames(self, projection: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
         # Only the video path hands the projection a [B, F, D] pooled output; images stay [N, D].
@@ -480,79 +596,70 @@ class VoPVisionLayer(VoPLayer):
         return mean_pool_frames(output)  # [B, F, E] -> [B, E]
 
     # ------------------------------------------------------------------ layers
-    def _before_layer(self, index: int, layer: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        call = kwargs.get(VOP_CALL_KWARG)
-        if call is None or call.adapter is None:
-            return None
+    def _layer_prompts(self, call, index, hidden, normalize):
         plan = self.plans[call.adapter]
-        in_kwargs = not args
-        original = kwargs["hidden_states"] if in_kwargs else args[0]  # [N, L, D], N = B*F frames
-        hidden = original
         if plan.is_inter_frame(index):
-            hidden = self._frames_to_videos(call.adapter, plan, index, hidden)  # [B, F*L, D]
-            prompts = self._video_prompts(call.adapter, plan, index, hidden, layer.layer_norm1)
-        else:
-            prompts = self._frame_level_prompts(call, plan, index, hidden, layer.layer_norm1)
-        if prompts is not None:
-            self._hand_over(call, index, layer, prompts)  # [N, P, D], inserted by the attention's pre-hook
-        if hidden is original:
-            return None
-        if in_kwargs:
-            kwargs["hidden_states"] = hidden
-            return args, kwargs
-        return (hidden, *args[1:]), kwargs
+            videos = self._frames_to_videos(call.adapter, plan, index, hidden)  # [B, F*L, D]
+            return videos, self._inter_frame_prompts(call.adapter, plan, index, videos, normalize)
+        if index == 0 and call.prompt_norm is not None:
+            # Layer 0's prompts join embeddings normalised by the family's first norm (CLIP's `pre_layrnorm`, as the
+            # reference feeds them through it together with the patch tokens).
+            layer_norm, prompt_norm = normalize, call.prompt_norm
+
+            def normalize(tokens: torch.Tensor) -> torch.Tensor:
+                return layer_norm(prompt_norm(tokens))
+
+        return hidden, self._frame_level_prompts(call, plan, index, hidden, normalize)
 
     def _frame_level_prompts(
-        self, call: VoPCall, plan: TowerPlan, index: int, hidden: torch.Tensor, layer_norm: nn.Module
+        self, call: VoPCall, plan: TowerPlan, index: int, hidden: torch.Tensor, normalize: Callable
     ) -> torch.Tensor | None:
-        """Normalised prompts of a per-frame layer: shared ones, then position- or context-specific ones.
-
-        `[N, P, D]`, each token passed through the layer's `layer_norm1` (and, at layer 0, CLIP's `pre_layrnorm`
-        first, as the reference feeds layer 0's prompts through it together with the patch tokens).
-        """
+        """Prompts of a per-frame layer `[N, P, D]`: shared ones, then position- or context-specific ones."""
         row = plan.prompt_rows.get(index)
         if row is None:
             return None
         adapter = call.adapter
         count, _, width = hidden.shape
-        if index == 0 and call.prompt_norm is not None:
-            prompt_norm = call.prompt_norm
-
-            def normalize(tokens: torch.Tensor) -> torch.Tensor:
-                return layer_norm(prompt_norm(tokens))
-        else:
-            normalize = layer_norm
         pieces = []
-        if plan.prompt_length:
-            shared = normalize(self.prompts[adapter][row].to(hidden.dtype))  # [P_s, D]
+        if plan.shared_prompt_length:
+            shared = normalize(self.vop_prompts[adapter][row].to(hidden.dtype))  # [P_s, D]
             pieces.append(shared.expand(count, -1, -1))
-        if plan.frame_prompts == "position":
-            table = normalize(self.frame_prompts[adapter][row].to(hidden.dtype))  # [F, P_f, D]
+        if plan.frame_prompt_kind == "position":
+            table = normalize(self.vop_position_prompts[adapter][row].to(hidden.dtype))  # [F, P_f, D]
             pieces.append(table.expand(count // plan.num_frames, -1, -1, -1).reshape(count, -1, width))
-        elif plan.frame_prompts == "context":
-            generator = self.context_module[adapter]
+        elif plan.frame_prompt_kind == "context":
+            generator = self.vop_context_module[adapter]
             frames = call.num_frames
-            cls_tokens = hidden[:, 0].reshape(count // frames, frames, width)  # [B, F, D]
-            generated = generator(cls_tokens.to(generator.projection.weight.dtype)).to(hidden.dtype)
+            summary = self._frame_summary(hidden, call.token_mask).reshape(count // frames, frames, width)  # [B, F, D]
+            generated = generator(summary.to(generator.projection.weight.dtype)).to(hidden.dtype)
             pieces.append(normalize(generated.reshape(count, -1, width)))  # [B*F, P_f, D]
         if not pieces:
             return None
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
-    def _video_prompts(
-        self, adapter: str, plan: TowerPlan, index: int, videos: torch.Tensor, layer_norm: nn.Module
+    def _frame_summary(self, hidden: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+        """What VoP^C reads of each frame `[N, L, D]` -> `[N, D]`: its CLS token, or the mean of its real tokens."""
+        if self.family.frame_summary == "first_token":
+            return hidden[:, 0]
+        if token_mask is None:
+            return hidden.mean(dim=1)
+        weights = token_mask.to(hidden.dtype)[:, :, None]  # [N, L, 1]
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+    def _inter_frame_prompts(
+        self, adapter: str, plan: TowerPlan, index: int, videos: torch.Tensor, normalize: Callable
     ) -> torch.Tensor | None:
-        row = plan.video_rows.get(index)
-        if row is None or not plan.video_prompt_length:
+        row = plan.inter_frame_rows.get(index)
+        if row is None:
             return None
-        prompts = layer_norm(self.video_prompts[adapter][row].to(videos.dtype))  # [P, D]
+        prompts = normalize(self.vop_inter_frame_prompts[adapter][row].to(videos.dtype))  # [P, D]
         return prompts.expand(videos.shape[0], -1, -1)  # [B, P, D]
 
     def _frames_to_videos(self, adapter: str, plan: TowerPlan, index: int, hidden: torch.Tensor) -> torch.Tensor:
         count, length, width = hidden.shape
         videos = hidden.reshape(count // plan.num_frames, plan.num_frames, length, width)  # [B, F, L, D]
         if index == plan.intra_frame_layers:
-            position = self.frame_position_embedding[adapter].to(hidden.dtype)  # [F, D]
+            position = self.vop_frame_position_embedding[adapter].to(hidden.dtype)  # [F, D]
             videos = videos + position[None, :, None, :]
         return videos.reshape(videos.shape[0], plan.num_frames * length, width)  # [B, F*L, D]
 
@@ -564,14 +671,19 @@ class VoPVisionLayer(VoPLayer):
         return hidden.reshape(batch * plan.num_frames, tokens // plan.num_frames, width)  # [B*F, L, D]
 
 
-def _insert(hidden: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
-    """`[N, L, D]`, `[N, P, D]` -> `[N, L+P, D]` with the prompts right after the first token."""
-    return torch.cat([hidden[:, :1], prompts, hidden[:, 1:]], dim=1)
+def _insert(hidden: torch.Tensor, prompts: torch.Tensor, lead: int) -> torch.Tensor:
+    """`[N, L, D]`, `[N, P, D]` -> `[N, L+P, D]` with the prompts after the first `lead` tokens."""
+    return torch.cat([hidden[:, :lead], prompts, hidden[:, lead:]], dim=1)
 
 
-def _strip(hidden: torch.Tensor, count: int) -> torch.Tensor:
-    """Inverse of `_insert`: drop the `count` tokens after the first one."""
-    return torch.cat([hidden[:, :1], hidden[:, 1 + count :]], dim=1)
+def _strip(hidden: torch.Tensor, count: int, lead: int) -> torch.Tensor:
+    """Inverse of `_insert`: drop the `count` tokens after the first `lead` ones."""
+    return torch.cat([hidden[:, :lead], hidden[:, lead + count :]], dim=1)
+
+
+def _insert_ones(mask: torch.Tensor, count: int, lead: int) -> torch.Tensor:
+    """A 2-D padding mask `[N, L]` -> `[N, L+count]` with `count` ones (visible prompt keys) after `lead` tokens."""
+    return torch.cat([mask[:, :lead], mask.new_ones(mask.shape[0], count), mask[:, lead:]], dim=1)
 
 
 def _normal_parameter(shape: tuple[int, ...], std: float, device, dtype) -> nn.Parameter:
@@ -590,6 +702,21 @@ def _check_layers(field_name: str, layers: list[int] | None, num_layers: int, to
             f"(indices 0..{num_layers - 1})."
         )
     return list(layers)
+
+
+def _read_input(args: tuple, kwargs: dict, name: str, position: int) -> Any:
+    """A call's input given by keyword `name` or at `position` (`None` when absent)."""
+    if name in kwargs:
+        return kwargs[name]
+    return args[position] if len(args) > position else None
+
+
+def _replace_input(args: tuple, kwargs: dict, name: str, position: int, value: Any) -> tuple[tuple, dict]:
+    """`(args, kwargs)` with the input `name` replaced where the caller gave it (by keyword when absent)."""
+    if name in kwargs or len(args) <= position:
+        kwargs[name] = value
+        return args, kwargs
+    return (*args[:position], value, *args[position + 1 :]), kwargs
 
 
 def _output_field(output: Any, name: str, position: int) -> Any:

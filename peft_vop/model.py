@@ -1,4 +1,5 @@
-"""`VoPModel`: the peft tuner that finds CLIP's towers and attaches VoP prompt holders to them."""
+"""`VoPModel`: the peft tuner that finds a dual encoder's towers (any family of `peft_vop.families`) and attaches
+VoP prompt holders to them."""
 
 from __future__ import annotations
 
@@ -9,17 +10,13 @@ import torch
 from peft.config import PeftConfig
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
-from transformers.models.clip.modeling_clip import CLIPTextModel, CLIPVisionModel
 
 from .config import VoPConfig
+from .families import FAMILIES, FAMILY_NAMES, tower_family
 from .layer import VoPLayer, VoPTextLayer, VoPVisionLayer
 
 
 HOLDER_NAME = "vop"
-TOWER_CLASSES: tuple[tuple[type[nn.Module], type[VoPLayer]], ...] = (
-    (CLIPTextModel, VoPTextLayer),
-    (CLIPVisionModel, VoPVisionLayer),
-)
 
 
 class VoPModel(BaseTuner):
@@ -29,8 +26,9 @@ class VoPModel(BaseTuner):
     (`pixel_values [B, F, 3, H, W]` -> unit-norm video embeddings).
 
     It works on `CLIPModel`, `CLIPVisionModelWithProjection`, `CLIPTextModelWithProjection`, the bare towers, and
-    any model that contains them. CLIP stays frozen; only the prompts (and VoP^C's context module, VoP^F's frame
-    position embedding) train and are saved.
+    any model that contains them, and likewise on MetaCLIP 2, SigLIP and SigLIP 2 models (`peft_vop.FAMILIES`). The
+    backbone stays frozen; only the prompts (and VoP^C's context module, VoP^F's frame position embedding) train and
+    are saved. The adapter's config records the family, and a model of another family is refused.
 
     Args:
         model (`torch.nn.Module`): the CLIP model to adapt.
@@ -64,16 +62,28 @@ class VoPModel(BaseTuner):
         return peft_config
 
     def _prepare_model(self, peft_config: PeftConfig, model: nn.Module) -> None:
-        towers = {}
+        towers, families = {}, {}
         for name, module in model.named_modules():
-            for tower_class, _ in TOWER_CLASSES:
-                if isinstance(module, tower_class):
-                    towers[f"{name}.encoder" if name else "encoder"] = name
+            found = tower_family(module)
+            if found is not None:
+                towers[f"{name}.encoder" if name else "encoder"] = name
+                families[found[0].name] = found[0]
         if not towers:
+            classes = ", ".join(f"{f.text_tower.__name__} / {f.vision_tower.__name__}" for f in FAMILIES)
             raise ValueError(
-                "VoP adapts CLIP's towers (transformers' CLIPTextModel / CLIPVisionModel, as found in CLIPModel, "
-                f"CLIPVisionModelWithProjection and CLIPTextModelWithProjection); none were found in {type(model).__name__}."
+                f"VoP adapts the towers of CLIP-like dual encoders ({classes}, as found in their *Model and "
+                f"*WithProjection classes); none were found in {type(model).__name__}."
             )
+        if len(families) > 1:
+            raise ValueError(f"{type(model).__name__} holds towers of several backbone families: {sorted(families)}.")
+        (family,) = families.values()
+        recorded = peft_config.backbone_family
+        if recorded is not None and recorded != family.name:
+            raise ValueError(
+                f"This VoP adapter was made for the backbone family {recorded!r}, but the model is a {family.name!r} "
+                f"model ({type(model).__name__}); load it onto a {recorded!r} model (families: {list(FAMILY_NAMES)})."
+            )
+        peft_config.backbone_family = family.name
         self._tower_of_encoder = towers
 
     def _check_target_module_exists(self, peft_config: PeftConfig, key: str) -> bool:
@@ -96,20 +106,25 @@ class VoPModel(BaseTuner):
         if isinstance(holder, VoPLayer):
             holder.update_layer(tower, adapter_name, peft_config)
             return
-        if isinstance(tower, CLIPVisionModel):
-            holder = VoPVisionLayer(tower, adapter_name, peft_config, projection=self._projection_after(current_key))
+        family, kind = tower_family(tower)
+        if kind == "vision":
+            owner = self._owner_of(current_key)
+            projection = getattr(owner, "visual_projection", None)
+            projection = projection if isinstance(projection, nn.Module) else None
+            holder = VoPVisionLayer(tower, adapter_name, peft_config, family, projection=projection)
+            if owner is not None and hasattr(owner, "text_model"):
+                owner.register_forward_pre_hook(holder.check_paired_batches, with_kwargs=True)
         else:
-            holder = VoPTextLayer(tower, adapter_name, peft_config)
+            holder = VoPTextLayer(tower, adapter_name, peft_config, family)
         if adapter_name not in self.active_adapters:
             holder.requires_grad_(False)
         tower.add_module(HOLDER_NAME, holder)
 
-    def _projection_after(self, encoder_key: str) -> nn.Module | None:
+    def _owner_of(self, encoder_key: str) -> nn.Module | None:
+        """The module holding the tower of `encoder_key` (e.g. the `CLIPModel`); `None` for a bare tower."""
         tower_key = self._tower_of_encoder[encoder_key]
         owner_key = tower_key.rpartition(".")[0] if "." in tower_key else ""
-        owner = self.model.get_submodule(owner_key) if tower_key else None
-        projection = getattr(owner, "visual_projection", None)
-        return projection if isinstance(projection, nn.Module) else None
+        return self.model.get_submodule(owner_key) if tower_key else None
 
     def _holders(self) -> list[tuple[nn.Module, VoPLayer]]:
         return [
@@ -164,6 +179,7 @@ class VoPModel(BaseTuner):
         adapter_name: str,
         state_dict: dict[str, torch.Tensor],
     ) -> dict[str, torch.Tensor]:
+        state_dict = {migrate_key(key): value for key, value in state_dict.items()}
         remapped = super()._remap_adapter_state_dict_for_load(model, config, adapter_name, state_dict)
         # Check every shape before anything is copied, so a checkpoint for another CLIP geometry fails cleanly.
         expected = model.state_dict()
@@ -179,6 +195,25 @@ class VoPModel(BaseTuner):
                 "count): " + "; ".join(mismatches) + ". Load it onto the CLIP geometry it was trained for."
             )
         return remapped
+
+
+# Parameter containers of adapters saved before every VoP parameter name carried peft's `vop_` prefix (peft-vop 0.1.0).
+LEGACY_CONTAINERS: dict[str, str] = {
+    "prompts": "vop_prompts",
+    "frame_prompts": "vop_position_prompts",
+    "video_prompts": "vop_inter_frame_prompts",
+    "frame_position_embedding": "vop_frame_position_embedding",
+    "context_module": "vop_context_module",
+}
+_LEGACY_KEY = re.compile(rf"(\.{HOLDER_NAME}\.)({'|'.join(LEGACY_CONTAINERS)})(?=\.|$)")
+
+
+def migrate_key(key: str) -> str:
+    """The state-dict key an adapter saved by peft-vop 0.1.0 has today (unchanged for current keys).
+
+    Example: `base_model.model.vision_model.vop.frame_prompts` -> `base_model.model.vision_model.vop.vop_position_prompts`.
+    """
+    return _LEGACY_KEY.sub(lambda match: match.group(1) + LEGACY_CONTAINERS[match.group(2)], key, count=1)
 
 
 def _remove_hooks(module: nn.Module, holders: list[VoPLayer]) -> None:

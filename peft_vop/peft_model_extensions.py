@@ -13,6 +13,8 @@ method unchanged:
   into the model card: transformers' `push_to_hub` replaces the card `save_pretrained` wrote with the repository's
   existing card, or a template for a new repository, before uploading.
 - `print_trainable_parameters` adds the variant and the figure the paper reports for it.
+- `load_adapter` (which `PeftModel.from_pretrained` calls) refuses a local VoP adapter directory without weights with
+  a `ValueError` naming the directory, where peft would take the path for a Hub id and fail on its spelling.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def install() -> None:
         ("save_pretrained", _atomic_save_pretrained),
         ("_upload_modified_files", _upload_with_loading_section),
         ("print_trainable_parameters", _print_trainable_parameters),
+        ("load_adapter", _checked_load_adapter),
     ):
         original = getattr(PeftModel, name)
         if getattr(original, _INSTALLED_FLAG, False):
@@ -143,6 +146,20 @@ video_embeds = model.get_image_features(pixel_values=videos).pooler_output  # vi
     card.save(card_path)
 
 
+def _checked_load_adapter(original):
+    def load_adapter(
+        self: PeftModel, model_id: str | os.PathLike, adapter_name: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        config = getattr(self, "peft_config", {}).get(adapter_name)
+        if config is not None and config.peft_type == VOP_PEFT_TYPE and kwargs.get("subfolder") is None:
+            from .loading import check_adapter_directory
+
+            check_adapter_directory(model_id)
+        return original(self, model_id, adapter_name, *args, **kwargs)
+
+    return load_adapter
+
+
 def _print_trainable_parameters(original):
     def print_trainable_parameters(self: PeftModel) -> None:
         original(self)
@@ -155,7 +172,7 @@ def _print_trainable_parameters(original):
             frame_embedding = sum(
                 parameter.numel()
                 for key, parameter in self.named_parameters()
-                if parameter.requires_grad and ".frame_position_embedding." in key
+                if parameter.requires_grad and "frame_position_embedding." in key
             )
             trainable = self.get_nb_trainable_parameters()[0]
             detail = (

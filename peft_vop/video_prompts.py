@@ -68,8 +68,18 @@ class ContextPromptGenerator(nn.Module):
         if self.kind == "transformer":
             context = self.context(frame_tokens + _sinusoidal_positions(frames, width, frame_tokens))
         else:
-            context, _ = self.context(frame_tokens)  # [B, F, D or 2D]
+            context = self._run_lstm(frame_tokens)  # [B, F, D or 2D]
         return self.projection(context).view(batch, frames, self.num_prompts, width)
+
+    def _run_lstm(self, frame_tokens: torch.Tensor) -> torch.Tensor:
+        device_type = frame_tokens.device.type
+        if not torch.is_autocast_enabled(device_type):
+            return self.context(frame_tokens)[0]
+        # Recurrent kernels have no reduced-precision form on every device (oneDNN on AVX2-only CPUs has no bf16
+        # LSTM primitive), so under autocast the LSTM runs in its weights' precision; the projection that follows
+        # is autocast again.
+        with torch.autocast(device_type, enabled=False):
+            return self.context(frame_tokens.to(self.context.weight_ih_l0.dtype))[0]
 
 
 def _num_heads(width: int) -> int:

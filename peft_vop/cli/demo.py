@@ -159,9 +159,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  {plural(result.global_step, 'step')}; final adapter in {adapter_dir}")
 
     _header(4, "The trained adapter on the test split")
-    from peft import PeftModel
+    from .. import load_adapter
 
-    trained_model = PeftModel.from_pretrained(CLIPModel.from_pretrained(model_path), adapter_dir)
+    trained_model = load_adapter(CLIPModel.from_pretrained(model_path), adapter_dir)
     trained = evaluate(trained_model)
     _write_json(run_dir / "trained.json", trained)
     print(_row(args.variant, trained))

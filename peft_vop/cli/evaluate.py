@@ -175,21 +175,25 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.disable_tqdm:
         silence_progress_bars()
     import torch
+    from peft import PeftConfig
     from transformers import AutoProcessor, CLIPModel
 
-    import peft_vop  # noqa: F401  (registers the VoP method with peft)
-
+    from .. import load_adapter  # importing the package registers the VoP method with peft
     from ..data.dataset import VideoTextDataset
     from ..data.decoding import VideoDecodeError
     from ..data.preprocessing import FramePreprocessor
+    from ..loading import check_adapter_directory
     from ..retrieval.evaluation import evaluate_retrieval
 
     adapter = args.adapter_name_or_path
     adapter_config = None
     if adapter:
-        from peft import PeftConfig
 
-        adapter_config = _load("--adapter_name_or_path", adapter, lambda: PeftConfig.from_pretrained(adapter))
+        def read_adapter_config():
+            check_adapter_directory(adapter)  # no config, no weights, an unknown peft_type: a ValueError naming it
+            return PeftConfig.from_pretrained(adapter)
+
+        adapter_config = _load("--adapter_name_or_path", adapter, read_adapter_config)
     num_frames = _num_frames(args, adapter_config)
     source = dataset_source(args)
     records = load_records(args)
@@ -222,9 +226,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     max_length = min(processor.tokenizer.model_max_length, model.config.text_config.max_position_embeddings)
     if adapter:
-        from peft import PeftModel
-
-        model = _load("--adapter_name_or_path", adapter, lambda: PeftModel.from_pretrained(model, adapter))
+        model = _load("--adapter_name_or_path", adapter, lambda: load_adapter(model, adapter))
     model.to(device).eval()
 
     try:

@@ -109,7 +109,8 @@ def load_model(
     """
     from transformers import AutoProcessor, CLIPModel
 
-    import peft_vop  # noqa: F401  (registers the VoP method with peft)
+    from .. import load_adapter  # importing the package registers the VoP method with peft
+    from ..loading import check_adapter_directory
 
     if dtype not in ("float32", "float16", "bfloat16"):
         raise ValueError(f"`dtype` must be 'float32', 'float16' or 'bfloat16'; got {dtype!r}.")
@@ -119,6 +120,7 @@ def load_model(
     if adapter is not None:
         from peft import PeftConfig
 
+        check_adapter_directory(adapter)  # no config, no weights or an unknown peft_type: a ValueError naming it
         adapter_frames = getattr(PeftConfig.from_pretrained(adapter), "num_frames", None)
     if adapter_frames is not None and num_frames is not None and num_frames != adapter_frames:
         raise ValueError(f"`num_frames` {num_frames} differs from the adapter's num_frames={adapter_frames}.")
@@ -127,9 +129,7 @@ def load_model(
     preprocessor = FramePreprocessor.from_image_processor(processor.image_processor)
     clip = CLIPModel.from_pretrained(model, dtype=getattr(torch, dtype))
     if adapter is not None:
-        from peft import PeftModel
-
-        clip = PeftModel.from_pretrained(clip, adapter)
+        clip = load_adapter(clip, adapter)  # refuses an adapter file that lacks tensors
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     clip.to(device).eval()

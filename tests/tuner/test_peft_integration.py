@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import os
 import subprocess
@@ -45,7 +46,7 @@ def test_registration_is_idempotent_and_visible_to_peft():
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING, PEFT_TYPE_TO_TUNER_MAPPING
     from peft.utils import PeftType
 
-    peft_vop.register()
+    importlib.reload(peft_vop)  # a second registration replaces the first
     peft_vop.peft_model_extensions.install()
     assert PeftType("VOP") is PeftType.VOP is peft_vop.VOP_PEFT_TYPE
     assert PEFT_TYPE_TO_CONFIG_MAPPING[PeftType.VOP] is peft_vop.VoPConfig
@@ -91,9 +92,9 @@ def test_save_writes_prompts_only_and_a_model_card(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["README.md", "adapter_config.json", "adapter_model.safetensors"]
     weights = load_file(tmp_path / "adapter_model.safetensors")
     assert set(weights) == {
-        "base_model.model.text_model.vop.prompts",
-        "base_model.model.vision_model.vop.prompts",
-        "base_model.model.vision_model.vop.frame_prompts",
+        "base_model.model.text_model.vop.vop_prompts",
+        "base_model.model.vision_model.vop.vop_prompts",
+        "base_model.model.vision_model.vop.vop_position_prompts",
     }
     assert sum(t.numel() for t in weights.values()) == model.get_nb_trainable_parameters()[0]
     config = json.loads((tmp_path / "adapter_config.json").read_text())
@@ -297,7 +298,7 @@ def test_merging_is_refused_with_a_clear_error():
 def test_loading_onto_another_geometry_fails_before_touching_weights(tmp_path):
     _trained("vop").save_pretrained(tmp_path)
     other = tiny_clip(vision_layers=2, vision_width=64)
-    with pytest.raises(ValueError, match=r"vision_model\.vop\.prompts.*\[3, 8, 48\].*\[2, 8, 64\]"):
+    with pytest.raises(ValueError, match=r"vision_model\.vop\.vop_prompts.*\[3, 8, 48\].*\[2, 8, 64\]"):
         PeftModel.from_pretrained(other, tmp_path)
 
 

@@ -34,7 +34,7 @@ def test_text_prompts_match_reference(attn, text_layers):
     _randomize(model)
     input_ids, attention_mask = tiny_text_batch(batch_size=3, length=9, pad_last=3)
     holder = clip.text_model.vop
-    rows = iter(holder.prompts["default"])
+    rows = iter(holder.vop_prompts["default"])
     prompts = [next(rows) if text_layers is None or i in text_layers else None for i in range(2)]
     with torch.no_grad():
         expected = text_features(clip, input_ids, attention_mask, prompts)
@@ -63,13 +63,13 @@ def _vision_reference(clip, config, video):
     shared = [None] * layers
     position = [None] * layers if config.frame_prompts == "position" else None
     for index, row in plan.prompt_rows.items():
-        if plan.prompt_length:
-            shared[index] = holder.prompts["default"][row]
+        if plan.shared_prompt_length:
+            shared[index] = holder.vop_prompts["default"][row]
         if position is not None:
-            position[index] = holder.frame_prompts["default"][row]
+            position[index] = holder.vop_position_prompts["default"][row]
     kwargs = {}
     if config.frame_prompts == "context":
-        generator = holder.context_module["default"]
+        generator = holder.vop_context_module["default"]
         kwargs.update(
             context_lstm=generator.context,
             context_projection=generator.projection,
@@ -81,9 +81,12 @@ def _vision_reference(clip, config, video):
         kwargs.update(
             intra_frame_layers=config.intra_frame_layers,
             video_prompts=[
-                holder.video_prompts["default"][plan.video_rows[i]] if i in plan.video_rows else None for i in inter
+                holder.vop_inter_frame_prompts["default"][plan.inter_frame_rows[i]]
+                if i in plan.inter_frame_rows
+                else None
+                for i in inter
             ],
-            frame_position=holder.frame_position_embedding["default"],
+            frame_position=holder.vop_frame_position_embedding["default"],
         )
     return video_features(clip, video, shared=shared, position=position, **kwargs)
 

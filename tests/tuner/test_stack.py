@@ -42,11 +42,13 @@ def _check_prompt_only_grads(grads, model):
     assert set(grads) == trainable and all(".vop." in name for name in trainable)
 
 
+@pytest.mark.parametrize("use_reentrant", [False, True])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_gradient_checkpointing_matches_eager(variant):
+def test_gradient_checkpointing_matches_eager(variant, use_reentrant):
     model = _model(variant).train()
     loss, grads = _loss_and_grads(model)
-    model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": use_reentrant}
+    model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     assert model.get_base_model().vision_model.encoder.layers[0].gradient_checkpointing
     checkpointed_loss, checkpointed_grads = _loss_and_grads(model)
     _check_prompt_only_grads(checkpointed_grads, model)
@@ -55,29 +57,42 @@ def test_gradient_checkpointing_matches_eager(variant):
         torch.testing.assert_close(checkpointed_grads[name], grad, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("checkpointing", [False, True])
-def test_a_call_keeps_prompts_only_for_checkpointed_layers(checkpointing):
-    """Inserted prompts are dropped from the call unless gradient checkpointing may replay the layer."""
-    model = _model("vop_p").train()
-    if checkpointing:
-        model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+@pytest.mark.parametrize("context_module", ["lstm", "transformer"])
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_gradient_checkpointing_with_every_context_module(context_module, use_reentrant):
+    config = peft_vop.VoPConfig(variant="vop_f+c", num_frames=4, intra_frame_layers=2, context_module=context_module)
+    model = randomize_adapter(get_peft_model(tiny_clip(), config), std=0.2, seed=1).train()
+    loss, grads = _loss_and_grads(model)
+    kwargs = {"use_reentrant": use_reentrant}
+    model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    checkpointed_loss, checkpointed_grads = _loss_and_grads(model)
+    torch.testing.assert_close(checkpointed_loss, loss, rtol=1e-6, atol=1e-6)
+    for name, grad in grads.items():
+        torch.testing.assert_close(checkpointed_grads[name], grad, rtol=1e-5, atol=1e-6)
+
+
+def test_forward_kwargs_carry_no_state_between_calls():
+    """A call's prompts travel in the forward kwargs only: the `VoPCall` is immutable and holds no tensors."""
+    model = _model("vop_f+c").train()
     calls = []
     vision = model.get_base_model().vision_model
     vision.register_forward_hook(lambda module, args, kwargs, out: calls.append(kwargs["vop_call"]), with_kwargs=True)
     _loss_and_grads(model)
     (call,) = calls
-    layers = len(vision.encoder.layers)
-    assert sorted(call.pending) == (list(range(layers)) if checkpointing else [])
-    assert call.replayed == (set(range(layers)) if checkpointing else set())
+    assert call.adapter == "default" and call.num_frames == 4
+    with pytest.raises(AttributeError):
+        call.adapter = None
 
 
-def test_reentrant_gradient_checkpointing_reaches_the_prompts():
-    model = _model("vop_f+p").train()
-    _, grads = _loss_and_grads(model)
-    model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
-    _, checkpointed = _loss_and_grads(model)
-    for name, grad in grads.items():
-        torch.testing.assert_close(checkpointed[name], grad, rtol=1e-5, atol=1e-6)
+def test_context_lstm_runs_in_float32_under_bf16_autocast():
+    """oneDNN has no bf16 LSTM primitive on AVX2-only CPUs: the recurrent part runs in fp32 on every CPU."""
+    generator = peft_vop.video_prompts.ContextPromptGenerator(16, 2, "bilstm")
+    seen = []
+    generator.context.register_forward_hook(lambda module, args, out: seen.append((args[0].dtype, out[0].dtype)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        prompts = generator(torch.randn(2, 3, 16))
+    assert seen == [(torch.float32, torch.float32)]
+    assert prompts.dtype == torch.bfloat16 and prompts.shape == (2, 3, 2, 16)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -1,0 +1,114 @@
+"""Backbone families: what the VoP tuner needs to know about a CLIP-like dual encoder, as data.
+
+Every family VoP supports is a pre-norm transformer with a text tower and a vision tower whose encoder layers
+(`tower.encoder.layers[i]`) normalise their input with `layer_norm1` before `self_attn`; the tuner's one mechanism
+(`peft_vop.layer`) inserts prompts into that attention and strips them after it. What differs between families is
+described here, one `BackboneFamily` each; adding a CLIP-like family means adding one spec (and its tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from transformers import (
+    CLIPTextModel,
+    CLIPVisionModel,
+    MetaClip2TextModel,
+    MetaClip2VisionModel,
+    Siglip2TextModel,
+    Siglip2VisionModel,
+    SiglipTextModel,
+    SiglipVisionModel,
+)
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+
+
+def causal_text_mask(config: Any, shape_only: torch.Tensor, padding_mask: torch.Tensor | None) -> Any:
+    """CLIP's text mask: causal, padding keys masked (the fourth argument, no KV cache, changed name in 5.24)."""
+    return create_causal_mask(config, shape_only, padding_mask, None)
+
+
+def bidirectional_mask(config: Any, shape_only: torch.Tensor, padding_mask: torch.Tensor | None) -> Any:
+    """SigLIP's text mask and every vision mask: each token sees every unmasked key (`None` if none is masked)."""
+    return create_bidirectional_mask(config, shape_only, padding_mask)
+
+
+@dataclass(frozen=True)
+class BackboneFamily:
+    """How one family of CLIP-like dual encoders differs, as far as VoP is concerned.
+
+    Args:
+        name (`str`): the name adapters record (`VoPConfig.backbone_family`).
+        text_tower (`type`): transformers' text tower class (holds `embeddings`, `encoder`).
+        vision_tower (`type`): transformers' vision tower class.
+        leading_tokens (`int`): tokens before the prompts: 1 where sequences start with CLS/BOS (prompts go right
+            after it), 0 where they do not (SigLIP: prompts go first).
+        first_prompt_norm (`str`, *optional*): vision-tower module applied to layer-0 prompts before the layer's own
+            norm, because it normalises the embeddings the prompts join (CLIP's `pre_layrnorm`); `None` for none.
+        text_mask (`Callable`): builds the text attention mask of the prompted sequence from a padding mask that
+            already has ones for the prompts (causal for CLIP, bidirectional for SigLIP).
+        frame_summary (`str`): what VoP^C's context module reads per frame at a layer's input: `"first_token"`
+            (the CLS token, as the paper does) or `"mean"` (mean of the frame's tokens, for towers without CLS).
+        frame_pooling (`str`): where a video's frame embeddings are averaged: `"projection"` (after the model's
+            `visual_projection`) or `"tower"` (the tower's `pooler_output` is already the embedding, e.g. SigLIP's
+            attention-pooling head).
+        pixel_mask (`str`, *optional*): the vision tower's input that masks padded patches (SigLIP 2's NaFlex
+            `pixel_attention_mask`), extended for the prompts; its companion inputs (`spatial_shapes`) are
+            flattened with the frames.
+        image_dims (`int`): dimensions of one image in `pixel_values` without the batch: 3 for `[3, H, W]`, 2 for
+            SigLIP 2's patch sequences `[P, 3*p*p]`.
+        loss (`str`): the backbone's own contrastive loss, which `model(..., return_loss=True)` computes over videos
+            (`"softmax"`: CLIP's symmetric cross-entropy; `"sigmoid"`: SigLIP's pairwise loss with `logit_bias`).
+    """
+
+    name: str
+    text_tower: type[nn.Module]
+    vision_tower: type[nn.Module]
+    leading_tokens: int
+    first_prompt_norm: str | None
+    text_mask: Callable[[Any, torch.Tensor, torch.Tensor | None], Any]
+    frame_summary: Literal["first_token", "mean"]
+    frame_pooling: Literal["projection", "tower"]
+    pixel_mask: str | None = None
+    image_dims: int = 3
+    loss: Literal["softmax", "sigmoid"] = "softmax"
+
+
+CLIP_LIKE = {
+    "leading_tokens": 1,
+    "first_prompt_norm": "pre_layrnorm",
+    "text_mask": causal_text_mask,
+    "frame_summary": "first_token",
+    "frame_pooling": "projection",
+}
+SIGLIP_LIKE = {
+    "leading_tokens": 0,
+    "first_prompt_norm": None,
+    "text_mask": bidirectional_mask,
+    "frame_summary": "mean",
+    "frame_pooling": "tower",
+    "loss": "sigmoid",
+}
+FAMILIES: tuple[BackboneFamily, ...] = (
+    BackboneFamily("clip", CLIPTextModel, CLIPVisionModel, **CLIP_LIKE),
+    BackboneFamily("metaclip_2", MetaClip2TextModel, MetaClip2VisionModel, **CLIP_LIKE),
+    BackboneFamily("siglip", SiglipTextModel, SiglipVisionModel, **SIGLIP_LIKE),
+    BackboneFamily(
+        "siglip2", Siglip2TextModel, Siglip2VisionModel, pixel_mask="pixel_attention_mask", image_dims=2, **SIGLIP_LIKE
+    ),
+)
+FAMILY_NAMES: tuple[str, ...] = tuple(family.name for family in FAMILIES)
+
+
+def tower_family(module: nn.Module) -> tuple[BackboneFamily, str] | None:
+    """`(family, "text" or "vision")` when `module` is a tower of a supported family, else `None`."""
+    for family in FAMILIES:
+        if isinstance(module, family.text_tower):
+            return family, "text"
+        if isinstance(module, family.vision_tower):
+            return family, "vision"
+    return None
