@@ -105,7 +105,7 @@ def test_vop_eval_refuses_an_adapter_with_missing_tensors(tmp_path, capsys):
     arguments += ["--annotations", str(tmp_path / "annotations.jsonl"), "--output", str(tmp_path / "m.json")]
     assert main([*arguments, "--no-progress"]) == 2
     error = capsys.readouterr().err
-    assert "--adapter: cannot load" in error and "text_model.vop.vop_prompts" in error
+    assert "--adapter_name_or_path: cannot load" in error and "text_model.vop.vop_prompts" in error
     assert not (tmp_path / "m.json").exists()
 
 
