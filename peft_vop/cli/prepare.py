@@ -13,7 +13,7 @@ import os
 import sys
 
 from .._atomic import check_writable
-from ..data.sampling import SAMPLING_MODES
+from ..data.frame_sampling import SAMPLING_MODES
 from .arguments import (
     DEFAULT_NUM_FRAMES,
     DEFAULT_SEED,

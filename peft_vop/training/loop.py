@@ -45,9 +45,9 @@ from .checkpointing import (
 )
 from .config import ConfigurationError, TrainingConfig
 from .contrastive import VideoTextEncoder, contrastive_step
-from .data import DataWaitClock, build_eval_data, build_train_data, choose_loader_settings, device_step
 from .evaluation import EvalData, evaluate_retrieval, is_better, prepare_eval_loaders
-from .sampling import EpochShuffleSampler, SeededSamples
+from .samplers import EpochShuffleSampler, SeededSamples
+from .train_data import DataWaitClock, build_eval_data, build_train_data, choose_loader_settings, device_step
 
 
 @dataclass
