@@ -10,7 +10,8 @@ from .benchmark_readers import (
     read_msrvtt,
     read_msvd,
 )
-from .cache import CacheBuildReport, CachedFrames, FrameCache, FrameCacheError, build_frame_cache
+from .cache import CachedFrames, FrameCache, FrameCacheError
+from .cache_builder import CacheBuildReport, build_frame_cache
 from .dataset import ERROR_POLICIES, VideoTextCollator, VideoTextDataset
 from .decoding import DecodedVideo, VideoDecodeError, VideoReader, read_video
 from .device_preprocessing import DeviceFramePreprocessor

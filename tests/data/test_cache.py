@@ -12,9 +12,9 @@ from peft_vop.data import (
     VideoRecord,
     VideoTextDataset,
     build_frame_cache,
+    cache_builder,
     sample_frame_indices,
 )
-from peft_vop.data import cache as cache_module
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_writes_are_atomic(tmp_path, records, preprocessor, monkeypatch):
             file.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cache_module, "save_file", crash_midway)
+    monkeypatch.setattr(cache_builder, "save_file", crash_midway)
     with pytest.raises(KeyboardInterrupt):
         build_frame_cache(dataset(records, preprocessor), tmp_path / "cache", progress=False)
     assert (tmp_path / "cache" / "manifest.json").read_text() == manifest_before
