@@ -3,8 +3,8 @@ import os
 
 import pytest
 import torch
-from tiny_checkpoint import tiny_image_processor
-from video_factory import frame_index, write_truncated_video, write_video
+from helpers.tiny_checkpoint import tiny_image_processor
+from helpers.video_factory import frame_index, write_truncated_video, write_video
 
 from peft_vop.data import (
     FrameCache,
@@ -21,11 +21,6 @@ from peft_vop.data import (
 def records(tmp_path):
     paths = [write_video(tmp_path / f"v{i}.mp4", n, width=48, height=40, gop=6) for i, n in enumerate([30, 20, 45])]
     return [VideoRecord(path, (f"caption {i}",), f"v{i}") for i, path in enumerate(paths)]
-
-
-@pytest.fixture(scope="module")
-def preprocessor():
-    return FramePreprocessor.from_image_processor(tiny_image_processor())
 
 
 def dataset(records, preprocessor, **kwargs):
