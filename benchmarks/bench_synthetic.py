@@ -41,7 +41,7 @@ from peft_vop.data import FramePreprocessor, VideoTextCollator, VideoTextDataset
 from peft_vop.retrieval.encoding import embed_texts, embed_videos
 from peft_vop.synthetic import default_model_path, generate_world
 from peft_vop.synthetic.experiment import embed_split, retrieval_summary
-from peft_vop.training.sampling import EpochShuffleSampler, SeededSamples
+from peft_vop.training.samplers import EpochShuffleSampler, SeededSamples
 
 
 VOP_VARIANTS = list(peft_vop.VARIANTS)

@@ -109,7 +109,7 @@ def bare_step(args: argparse.Namespace, assets: dict[str, str]) -> dict[str, lis
     from transformers import CLIPModel
 
     from peft_vop.training import TrainingConfig, VideoTextEncoder, symmetric_contrastive_loss
-    from peft_vop.training.data import build_train_data, device_step
+    from peft_vop.training.train_data import build_train_data, device_step
 
     config = TrainingConfig(
         model_name_or_path=assets["model"],
@@ -158,8 +158,8 @@ def interleaved(args: argparse.Namespace, assets: dict[str, str]) -> None:
     from transformers import CLIPModel, get_cosine_schedule_with_warmup
 
     from peft_vop.training import TrainingConfig, VideoTextEncoder, contrastive_step, symmetric_contrastive_loss
-    from peft_vop.training.data import build_train_data, choose_loader_settings, device_step
-    from peft_vop.training.sampling import EpochShuffleSampler, SeededSamples
+    from peft_vop.training.samplers import EpochShuffleSampler, SeededSamples
+    from peft_vop.training.train_data import build_train_data, choose_loader_settings, device_step
 
     config = TrainingConfig(
         model_name_or_path=assets["model"],

@@ -22,7 +22,7 @@ from peft import get_peft_model
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "tuner")]
 
-from conftest import tiny_clip, tiny_text_batch  # noqa: E402
+from helpers.clip import tiny_clip, tiny_text_batch  # noqa: E402
 from test_reference import _vision_reference  # noqa: E402
 from vop_reference import text_features  # noqa: E402
 

@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ..data.benchmarks import BENCHMARKS
+from ..data.benchmark_readers import BENCHMARKS
 from ..data.spec import ERROR_POLICIES
 from .arguments import DEFAULT_NUM_FRAMES, spellings
 

@@ -233,7 +233,7 @@ def _search_test_clips(
             batch_size=args.batch_size,
             num_workers=args.num_workers,
             overwrite=True,
-            progress=not args.no_progress,
+            progress=not args.disable_tqdm,
         )
         row = {entry.id: position for position, entry in enumerate(index.entries)}
         scores = index.embed_text(captions) @ index.embeddings.T  # [T, V]

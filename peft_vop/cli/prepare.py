@@ -13,7 +13,7 @@ import os
 import sys
 
 from .._atomic import check_writable
-from ..data.sampling import SAMPLING_MODES
+from ..data.frame_sampling import SAMPLING_MODES
 from .arguments import (
     DEFAULT_NUM_FRAMES,
     DEFAULT_SEED,
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     """Build or update the frame cache; print what was stored, reused, repaired and skipped."""
     if args.disable_tqdm:
         silence_progress_bars()
-    from ..data.cache import build_frame_cache
+    from ..data.cache_builder import build_frame_cache
     from ..data.dataset import VideoTextDataset
     from ..data.decoding import VideoDecodeError
     from ..data.preprocessing import FramePreprocessor

@@ -1,6 +1,6 @@
 """Video data for text-video retrieval: decoding, frame sampling, preprocessing, datasets and the frame cache."""
 
-from .benchmarks import (
+from .benchmark_readers import (
     BENCHMARKS,
     Benchmark,
     read_activitynet,
@@ -10,13 +10,14 @@ from .benchmarks import (
     read_msrvtt,
     read_msvd,
 )
-from .cache import CacheBuildReport, CachedFrames, FrameCache, FrameCacheError, build_frame_cache
+from .cache import CachedFrames, FrameCache, FrameCacheError
+from .cache_builder import CacheBuildReport, build_frame_cache
 from .dataset import ERROR_POLICIES, VideoTextCollator, VideoTextDataset
 from .decoding import DecodedVideo, VideoDecodeError, VideoReader, read_video
 from .device_preprocessing import DeviceFramePreprocessor
+from .frame_sampling import SAMPLING_MODES, frame_segments, sample_frame_indices
 from .preprocessing import CropBox, FramePreprocessor
 from .records import HFVideoRecords, VideoRecord, read_annotations, write_annotations
-from .sampling import SAMPLING_MODES, frame_segments, sample_frame_indices
 
 
 __all__ = [

@@ -38,9 +38,9 @@ from torch.utils.data import Dataset
 
 from .cache import FrameCache, FrameCacheError
 from .decoding import VideoDecodeError, read_video
+from .frame_sampling import SAMPLING_MODES, SamplingMode
 from .preprocessing import CropBox, FramePreprocessor
 from .records import VideoRecord
-from .sampling import SAMPLING_MODES, SamplingMode
 
 
 ErrorPolicy = Literal["raise", "repair", "skip"]

@@ -23,7 +23,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from .sampling import SamplingMode, sample_frame_indices
+from .frame_sampling import SamplingMode, sample_frame_indices
 
 
 VideoSource = str | os.PathLike | bytes

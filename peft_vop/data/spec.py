@@ -75,7 +75,7 @@ class DatasetSpec:
                 + (f"; got {', '.join('--' + name for name in given)}." if given else "; got none.")
             )
         if self.benchmark is not None:
-            from .benchmarks import BENCHMARKS
+            from .benchmark_readers import BENCHMARKS
 
             if self.benchmark not in BENCHMARKS:
                 raise ValueError(f"--benchmark must be one of {sorted(BENCHMARKS)}; got {self.benchmark!r}.")
@@ -93,7 +93,7 @@ class DatasetSpec:
         if self.annotations is not None:
             return GENERIC_SPLITS
         if self.benchmark is not None:
-            from .benchmarks import BENCHMARKS
+            from .benchmark_readers import BENCHMARKS
 
             return BENCHMARKS[self.benchmark].splits
         return None
@@ -140,7 +140,7 @@ class DatasetSpec:
 
             records: Sequence[VideoRecord] = read_annotations(self.annotations, split=split)
         elif self.benchmark is not None:
-            from .benchmarks import read_benchmark
+            from .benchmark_readers import read_benchmark
 
             records = read_benchmark(self.benchmark, self.annotations_dir, self.video_dir, split)
         else:

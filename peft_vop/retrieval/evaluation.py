@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,8 +10,125 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.dataset import VideoTextCollator, VideoTextDataset
+from ..data.records import VideoRecord
 from .encoding import encode_texts, encode_videos
 from .metrics import RetrievalResult, compute_retrieval_metrics
+
+
+def pair_captions(
+    records: Sequence[VideoRecord], video_rows: Sequence[int] | None = None
+) -> tuple[list[str], list[int], int]:
+    """Every caption of `records` as a query, with the embedding row of the video it describes.
+
+    Args:
+        records (`Sequence[VideoRecord]` or `HFVideoRecords`):
+            The videos, in dataset order.
+        video_rows (`Sequence[int]`, *optional*):
+            The dataset position of each embedding row (`EncodedVideos.video_indices`); captions of a video without a
+            row are dropped. Defaults to one row per record, in order.
+
+    Returns:
+        `tuple`: the captions, the row of each caption's video, and the number of captions dropped.
+    """
+    captions_per_video = records.all_captions() if hasattr(records, "all_captions") else [r.captions for r in records]
+    if video_rows is None:
+        video_rows = range(len(captions_per_video))
+    row_of_video = {int(video_index): row for row, video_index in enumerate(video_rows)}
+    captions, text_to_video, dropped = [], [], 0
+    for video_index, video_captions in enumerate(captions_per_video):
+        row = row_of_video.get(video_index)
+        if row is None:
+            dropped += len(video_captions)
+            continue
+        captions.extend(video_captions)
+        text_to_video.extend([row] * len(video_captions))
+    return captions, text_to_video, dropped
+
+
+@dataclass
+class DatasetEmbeddings:
+    """The embeddings of every video and caption of a dataset, and how they pair.
+
+    Args:
+        text_embeds (`torch.FloatTensor` of shape `[T, P]`):
+            Caption embeddings (not normalised), on the CPU.
+        video_embeds (`torch.FloatTensor` of shape `[V, P]`):
+            Unit-norm embeddings of the videos that could be encoded, on the CPU.
+        text_to_video (`torch.LongTensor` of shape `[T]`):
+            The row in `video_embeds` of each caption's video.
+        skipped (`list[dict]`):
+            Videos left out by the dataset's error policy.
+        repaired (`list[dict]`):
+            Videos whose unreadable frames were repeated.
+        dropped_captions (`int`):
+            Captions of skipped videos (not embedded).
+    """
+
+    text_embeds: torch.Tensor
+    video_embeds: torch.Tensor
+    text_to_video: torch.Tensor
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    repaired: list[dict[str, Any]] = field(default_factory=list)
+    dropped_captions: int = 0
+
+
+def embed_dataset(
+    model: Any,
+    tokenizer: Any,
+    dataset: VideoTextDataset,
+    *,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    text_batch_size: int = 256,
+    max_length: int | None = None,
+    progress: bool = True,
+) -> DatasetEmbeddings:
+    """Encode every video of `dataset` (in order, one batch of frames in memory at a time) and every caption.
+
+    Args:
+        model (`transformers.CLIPModel` or `peft.PeftModel`):
+            A plain CLIP (frames mean-pooled) or a CLIP with a VoP adapter; put in eval mode.
+        tokenizer (`transformers.PreTrainedTokenizerBase`):
+            The checkpoint's tokenizer.
+        dataset (`VideoTextDataset`):
+            The videos.
+        batch_size (`int`, *optional*, defaults to 16):
+            Videos per forward pass.
+        num_workers (`int`, *optional*, defaults to 0):
+            DataLoader workers decoding videos.
+        text_batch_size (`int`, *optional*, defaults to 256):
+            Captions per forward pass.
+        max_length (`int`, *optional*):
+            Token limit; defaults to the tokenizer's `model_max_length`.
+        progress (`bool`, *optional*, defaults to `True`):
+            Show progress bars.
+
+    Returns:
+        `DatasetEmbeddings`.
+    """
+    model.eval()
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=VideoTextCollator(dataset.preprocessor),
+    )
+    encoded = encode_videos(model, loader, progress=progress)
+    captions, text_to_video, dropped = pair_captions(dataset.records, encoded.video_indices.tolist())
+    if not captions:
+        raise ValueError("The dataset has no captions for the videos that could be encoded.")
+    text_embeds = encode_texts(
+        model, tokenizer, captions, batch_size=text_batch_size, max_length=max_length, progress=progress
+    )
+    return DatasetEmbeddings(
+        text_embeds=text_embeds,
+        video_embeds=encoded.embeddings,
+        text_to_video=torch.tensor(text_to_video, dtype=torch.long),
+        skipped=encoded.skipped,
+        repaired=encoded.repaired,
+        dropped_captions=dropped,
+    )
 
 
 @dataclass
@@ -121,40 +239,23 @@ def evaluate_retrieval(
     Returns:
         `EvaluationReport`.
     """
-    model.eval()
-    loader = DataLoader(
+    embeddings = embed_dataset(
+        model,
+        tokenizer,
         dataset,
         batch_size=batch_size,
-        shuffle=False,
         num_workers=num_workers,
-        collate_fn=VideoTextCollator(dataset.preprocessor),
+        text_batch_size=text_batch_size,
+        max_length=max_length,
+        progress=progress,
     )
-    encoded = encode_videos(model, loader, progress=progress)
-
-    records = dataset.records
-    captions_per_video = records.all_captions() if hasattr(records, "all_captions") else [r.captions for r in records]
-    row_of_video = {int(video_index): row for row, video_index in enumerate(encoded.video_indices)}
-    captions, text_to_video, dropped = [], [], 0
-    for video_index, video_captions in enumerate(captions_per_video):
-        row = row_of_video.get(video_index)
-        if row is None:
-            dropped += len(video_captions)
-            continue
-        captions.extend(video_captions)
-        text_to_video.extend([row] * len(video_captions))
-    if not captions:
-        raise ValueError("The dataset has no captions for the videos that could be encoded.")
-
-    text_embeds = encode_texts(
-        model, tokenizer, captions, batch_size=text_batch_size, max_length=max_length, progress=progress
-    )
-    targets = torch.tensor(text_to_video, dtype=torch.long)
-    results = [compute_retrieval_metrics(text_embeds, encoded.embeddings, targets, chunk_size=chunk_size)]
+    text_embeds, video_embeds, targets = embeddings.text_embeds, embeddings.video_embeds, embeddings.text_to_video
+    results = [compute_retrieval_metrics(text_embeds, video_embeds, targets, chunk_size=chunk_size)]
     if dsl:
         results.append(
             compute_retrieval_metrics(
                 text_embeds,
-                encoded.embeddings,
+                video_embeds,
                 targets,
                 chunk_size=chunk_size,
                 dsl=True,
@@ -163,9 +264,9 @@ def evaluate_retrieval(
         )
     return EvaluationReport(
         results=results,
-        num_videos=len(encoded.embeddings),
-        num_texts=len(captions),
-        skipped=encoded.skipped,
-        repaired=encoded.repaired,
-        dropped_captions=dropped,
+        num_videos=len(video_embeds),
+        num_texts=len(text_embeds),
+        skipped=embeddings.skipped,
+        repaired=embeddings.repaired,
+        dropped_captions=embeddings.dropped_captions,
     )

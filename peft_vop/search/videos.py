@@ -14,9 +14,9 @@ import torch
 
 from ..data.dataset import VideoTextCollator, VideoTextDataset
 from ..data.decoding import VideoReader
+from ..data.frame_sampling import sample_frame_indices
 from ..data.preprocessing import FramePreprocessor
 from ..data.records import VideoRecord, read_annotations
-from ..data.sampling import sample_frame_indices
 from ..retrieval.encoding import embed_videos
 from .model import LoadedModel
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from ..data.dataset import VideoTextCollator, VideoTextDataset
+from ..data.dataset import VideoTextDataset
 from ..data.preprocessing import FramePreprocessor
 from ..data.records import VideoRecord, read_annotations
-from ..retrieval.encoding import encode_texts, encode_videos
+from ..retrieval.evaluation import embed_dataset
 from ..retrieval.metrics import compute_retrieval_metrics
 
 
@@ -103,29 +103,27 @@ def embed_split(
     cache: str | Path | None = None,
     progress: bool = True,
 ) -> SplitEmbeddings:
-    """Encode every video (uniform sampling) and caption of one split of a world, as `vop eval` does.
+    """Encode every video (uniform sampling) and caption of one split of a world with `vop eval`'s embedding
+    (`peft_vop.retrieval.embed_dataset`), and read each video's order partner.
 
     The batch sizes default to `vop eval`'s, so the embeddings — and the metrics — are the ones `vop eval` reports.
     """
     records = read_annotations(annotations, split=split)
     dataset = VideoTextDataset(records, preprocessor, num_frames=num_frames, cache=cache)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=VideoTextCollator(preprocessor)
-    )
-    model.eval()
-    encoded = encode_videos(model, loader, progress=progress)
-    if len(encoded.video_indices) != len(records):
-        raise ValueError(f"{len(records) - len(encoded.video_indices)} videos of split {split!r} could not be read.")
-    max_length = min(tokenizer.model_max_length, _text_positions(model))
-    captions = [caption for record in records for caption in record.captions]
-    text_to_video = [index for index, record in enumerate(records) for _ in record.captions]
-    text_embeds = encode_texts(
-        model, tokenizer, captions, batch_size=text_batch_size, max_length=max_length, progress=progress
+    embeddings = embed_dataset(
+        model,
+        tokenizer,
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        text_batch_size=text_batch_size,
+        max_length=min(tokenizer.model_max_length, _text_positions(model)),
+        progress=progress,
     )
     return SplitEmbeddings(
-        text_embeds=text_embeds,
-        video_embeds=encoded.embeddings,
-        text_to_video=torch.tensor(text_to_video, dtype=torch.long),
+        text_embeds=embeddings.text_embeds,
+        video_embeds=embeddings.video_embeds,
+        text_to_video=embeddings.text_to_video,
         video_partner=read_order_partners(annotations, records),
     )
 

@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from peft_vop.data.spec import DatasetSpec, ErrorPolicy
+import yaml
+
+from .._atomic import write_json
+from ..data.spec import DatasetSpec, ErrorPolicy
 
 
 if TYPE_CHECKING:
@@ -390,7 +393,7 @@ class TrainingConfig:
 
     def adapter_config(self) -> VoPConfig:
         """The `peft_vop.VoPConfig` of the adapter this run trains."""
-        from peft_vop.config import VoPConfig
+        from peft_vop.config import VoPConfig  # lazy: `vop train --help` imports this module, not the tuner
 
         try:
             return VoPConfig(variant=self.variant, num_frames=self.num_frames, **self.adapter_options)
@@ -422,7 +425,7 @@ class TrainingConfig:
             values (`dict`):
                 Field names of [`TrainingConfig`] and their values.
         """
-        from transformers import HfArgumentParser
+        from transformers import HfArgumentParser  # lazy, like VoPConfig: `vop train --help` stays fast
 
         values = dict(values)
         for old, new in RENAMED_KEYS.items():
@@ -444,8 +447,6 @@ class TrainingConfig:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the config as JSON to `path` (atomically: a kill leaves the old file or the new one)."""
-        from .._atomic import write_json
-
         write_json(path, self.to_dict(), sort_keys=True)
 
     def trajectory_fields(self) -> dict[str, Any]:
@@ -496,8 +497,6 @@ def load_config_file(path: str | os.PathLike) -> dict[str, Any]:
     if suffix == ".json":
         values = json.loads(text)
     else:
-        import yaml
-
         values = yaml.safe_load(text) or {}
     if not isinstance(values, dict):
         raise ValueError(f"Config file `{path}` must hold a mapping of config keys; got {type(values).__name__}.")

@@ -6,10 +6,13 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 
+from ..retrieval.encoding import embed_texts, embed_videos
+
 
 class VideoTextEncoder(torch.nn.Module):
     """
-    Wraps a CLIP-like model (a VoP `PeftModel`) so that one `forward` returns both embeddings.
+    Wraps a CLIP-like model (a VoP `PeftModel`) so that one `forward` returns both embeddings, computed by
+    `peft_vop.retrieval.embed_videos` and `embed_texts` (the embeddings `vop eval` uses).
 
     `accelerate.prepare` wraps this module in DDP/FSDP/DeepSpeed, and those only synchronise gradients of work done
     inside the wrapper's `forward`; calling `get_image_features`/`get_text_features` on the inner model directly
@@ -52,15 +55,10 @@ class VideoTextEncoder(torch.nn.Module):
         """
         video_embeds = text_embeds = None
         if pixel_values is not None:
-            video_embeds = _pooled(self.model.get_image_features(pixel_values=pixel_values))
+            video_embeds = embed_videos(self.model, pixel_values)
         if input_ids is not None:
-            text_embeds = _pooled(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+            text_embeds = embed_texts(self.model, input_ids, attention_mask)
         return video_embeds, text_embeds
-
-
-def _pooled(output: torch.Tensor | object) -> torch.Tensor:
-    # transformers 5 returns a model output whose `pooler_output` holds the projected embedding.
-    return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
 def gather_with_grad(tensor: torch.Tensor, accelerator: Accelerator) -> torch.Tensor:

@@ -92,14 +92,15 @@ def prepare_eval_loaders(
     return accelerator.prepare_data_loader(videos), accelerator.prepare_data_loader(captions)
 
 
-def evaluate_retrieval(
+def evaluate_during_training(
     accelerator: Accelerator,
     encoder: torch.nn.Module,
     loaders: tuple[DataLoader, DataLoader],
     caption_video: Sequence[int],
 ) -> dict[str, float]:
     """
-    Embed all evaluation videos and captions and compute text-to-video and video-to-text retrieval metrics.
+    Periodic evaluation of a training run: embed the evaluation videos and captions sharded over the processes,
+    gather the embeddings, and compute retrieval metrics in both directions (`peft_vop.retrieval`'s).
 
     Args:
         accelerator (`accelerate.Accelerator`): the run's accelerator.

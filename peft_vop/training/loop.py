@@ -45,9 +45,9 @@ from .checkpointing import (
 )
 from .config import ConfigurationError, TrainingConfig
 from .contrastive import VideoTextEncoder, contrastive_step
-from .data import DataWaitClock, build_eval_data, build_train_data, choose_loader_settings, device_step
-from .evaluation import EvalData, evaluate_retrieval, is_better, prepare_eval_loaders
-from .sampling import EpochShuffleSampler, SeededSamples
+from .evaluation import EvalData, evaluate_during_training, is_better, prepare_eval_loaders
+from .samplers import EpochShuffleSampler, SeededSamples
+from .train_data import DataWaitClock, build_eval_data, build_train_data, choose_loader_settings, device_step
 
 
 @dataclass
@@ -334,7 +334,7 @@ def evaluate_and_keep_best(
     Returns:
         `dict[str, float]`: the metrics, with the `step` they were measured at.
     """
-    metrics = evaluate_retrieval(accelerator, encoder, eval_loaders, eval_data.caption_video)
+    metrics = evaluate_during_training(accelerator, encoder, eval_loaders, eval_data.caption_video)
     metrics["step"] = state.global_step
     accelerator.log({f"eval/{name}": value for name, value in metrics.items() if name != "step"}, state.global_step)
     summary = ", ".join(f"{name} {value:.2f}" for name, value in metrics.items() if name != "step")

@@ -4,11 +4,11 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_clip
+from helpers.clip import tiny_clip
+from helpers.tiny_checkpoint import save_tiny_checkpoint, tiny_tokenizer
+from helpers.video_factory import write_video
 from peft import get_peft_model
-from tiny_checkpoint import save_tiny_checkpoint, tiny_tokenizer
 from transformers import CLIPModel
-from video_factory import write_video
 
 import peft_vop
 from peft_vop.cli.main import main

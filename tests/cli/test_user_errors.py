@@ -6,10 +6,10 @@ import contextlib
 import json
 
 import pytest
-from conftest import tiny_clip
+from helpers.clip import tiny_clip
+from helpers.tiny_checkpoint import save_tiny_checkpoint
+from helpers.video_factory import write_video
 from peft import get_peft_model
-from tiny_checkpoint import save_tiny_checkpoint
-from video_factory import write_video
 
 import peft_vop
 from peft_vop.cli.main import main

@@ -5,7 +5,7 @@ from __future__ import annotations
 import av
 import numpy as np
 import torch
-from tiny_checkpoint import tiny_image_processor
+from helpers.tiny_checkpoint import tiny_image_processor
 
 from peft_vop.data import FramePreprocessor, VideoRecord, VideoTextDataset
 

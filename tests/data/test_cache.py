@@ -3,8 +3,8 @@ import os
 
 import pytest
 import torch
-from tiny_checkpoint import tiny_image_processor
-from video_factory import frame_index, write_truncated_video, write_video
+from helpers.tiny_checkpoint import tiny_image_processor
+from helpers.video_factory import frame_index, write_truncated_video, write_video
 
 from peft_vop.data import (
     FrameCache,
@@ -12,20 +12,15 @@ from peft_vop.data import (
     VideoRecord,
     VideoTextDataset,
     build_frame_cache,
+    cache_builder,
     sample_frame_indices,
 )
-from peft_vop.data import cache as cache_module
 
 
 @pytest.fixture
 def records(tmp_path):
     paths = [write_video(tmp_path / f"v{i}.mp4", n, width=48, height=40, gop=6) for i, n in enumerate([30, 20, 45])]
     return [VideoRecord(path, (f"caption {i}",), f"v{i}") for i, path in enumerate(paths)]
-
-
-@pytest.fixture(scope="module")
-def preprocessor():
-    return FramePreprocessor.from_image_processor(tiny_image_processor())
 
 
 def dataset(records, preprocessor, **kwargs):
@@ -155,7 +150,7 @@ def test_writes_are_atomic(tmp_path, records, preprocessor, monkeypatch):
             file.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cache_module, "save_file", crash_midway)
+    monkeypatch.setattr(cache_builder, "save_file", crash_midway)
     with pytest.raises(KeyboardInterrupt):
         build_frame_cache(dataset(records, preprocessor), tmp_path / "cache", progress=False)
     assert (tmp_path / "cache" / "manifest.json").read_text() == manifest_before

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_checkpoint import save_tiny_checkpoint, tiny_image_processor
-from video_factory import write_video
+from helpers.tiny_checkpoint import save_tiny_checkpoint
+from helpers.video_factory import write_video
 
 from peft_vop.data import (
     FrameCache,
     FrameCacheError,
-    FramePreprocessor,
     VideoDecodeError,
     VideoRecord,
     VideoTextDataset,
@@ -33,11 +32,6 @@ REPO = Path(__file__).parents[2]
 def records(tmp_path):
     paths = [write_video(tmp_path / f"v{i}.mp4", 12 + i, width=48, height=40, gop=6) for i in range(4)]
     return [VideoRecord(path, (f"caption {i}",), f"v{i}") for i, path in enumerate(paths)]
-
-
-@pytest.fixture(scope="module")
-def preprocessor():
-    return FramePreprocessor.from_image_processor(tiny_image_processor())
 
 
 def dataset(records, preprocessor, **kwargs):

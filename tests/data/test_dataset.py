@@ -2,13 +2,12 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
-from tiny_checkpoint import tiny_image_processor, tiny_tokenizer
+from helpers.tiny_checkpoint import tiny_image_processor, tiny_tokenizer
+from helpers.video_factory import frame_index, write_truncated_video, write_video
 from torch.utils.data import DataLoader
-from video_factory import frame_index, write_truncated_video, write_video
 
 from peft_vop.data import (
     DeviceFramePreprocessor,
-    FramePreprocessor,
     VideoDecodeError,
     VideoRecord,
     VideoTextCollator,
@@ -28,11 +27,6 @@ def videos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("videos")
     lengths = [40, 25, 9, 60, 33]
     return [write_video(folder / f"v{i}.mp4", n, width=48, height=40, gop=8) for i, n in enumerate(lengths)], lengths
-
-
-@pytest.fixture(scope="module")
-def preprocessor():
-    return FramePreprocessor.from_image_processor(tiny_image_processor())
 
 
 def make_records(paths):

@@ -2,7 +2,7 @@ import os
 
 import numpy as np
 import pytest
-from video_factory import frame_index, write_truncated_video, write_video
+from helpers.video_factory import frame_index, write_truncated_video, write_video
 
 from peft_vop.data import VideoDecodeError, VideoReader, read_video, sample_frame_indices
 

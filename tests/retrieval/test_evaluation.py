@@ -2,13 +2,13 @@ import weakref
 
 import pytest
 import torch
-from conftest import tiny_clip, tiny_text_batch
+from helpers.clip import tiny_clip, tiny_text_batch
+from helpers.tiny_checkpoint import tiny_tokenizer
+from helpers.video_factory import write_video
 from peft import get_peft_model
-from tiny_checkpoint import tiny_image_processor, tiny_tokenizer
-from video_factory import write_video
 
 import peft_vop
-from peft_vop.data import FramePreprocessor, VideoRecord, VideoTextCollator, VideoTextDataset
+from peft_vop.data import VideoRecord, VideoTextCollator, VideoTextDataset
 from peft_vop.pooling import mean_pool_frames
 from peft_vop.retrieval import (
     compute_retrieval_metrics,
@@ -22,11 +22,6 @@ from peft_vop.retrieval import (
 
 
 NUM_FRAMES = 3
-
-
-@pytest.fixture(scope="module")
-def preprocessor():
-    return FramePreprocessor.from_image_processor(tiny_image_processor())
 
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,7 @@ def adapter_fixture(checkpoint, tmp_path_factory) -> str:
 @pytest.fixture(name="video_folder")
 def video_folder_fixture(tmp_path) -> Path:
     """The two real videos plus two generated ones in a subfolder, and a file that is not a video."""
-    from video_factory import write_video
+    from helpers.video_factory import write_video
 
     folder = tmp_path / "videos"
     (folder / "generated").mkdir(parents=True)

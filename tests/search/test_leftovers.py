@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from helpers.video_factory import write_video
 from search_fixtures import checkpoint_fixture  # noqa: F401  (fixture)
-from video_factory import write_video
 
 from peft_vop.search import VideoIndex
 

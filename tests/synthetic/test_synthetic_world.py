@@ -90,7 +90,7 @@ def test_every_paired_clip_has_a_time_reversed_partner(world, split):
 
 
 def test_paired_clips_are_sampled_into_mirrored_frames(world):
-    sampling = pytest.importorskip("peft_vop.data.sampling")
+    sampling = pytest.importorskip("peft_vop.data.frame_sampling")
     for record in read_records(world):
         if record["order_pair"] is None:
             continue

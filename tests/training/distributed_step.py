@@ -16,9 +16,9 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from torch.utils.data import DataLoader
 
 
-sys.path[:0] = [str(Path(__file__).parents[1]), str(Path(__file__).parent)]
+sys.path[:0] = [str(Path(__file__).parents[1])]
 
-from conftest import tiny_clip  # noqa: E402
+from helpers.clip import tiny_clip  # noqa: E402
 from peft import get_peft_model  # noqa: E402
 
 import peft_vop  # noqa: E402

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 
-sys.path[:0] = [str(Path(__file__).parents[1]), str(Path(__file__).parent)]
+sys.path[:0] = [str(Path(__file__).parents[1])]
 
 import torch  # noqa: E402
 
@@ -76,7 +76,7 @@ def adapter_files(directory: Path) -> tuple[bytes, bytes]:
 
 
 def check_adapters(directory: Path) -> int:
-    from conftest import tiny_clip
+    from helpers.clip import tiny_clip
     from peft import get_peft_model
 
     import peft_vop
@@ -112,7 +112,7 @@ def check_adapters(directory: Path) -> int:
 
 def check_checkpoints(directory: Path) -> int:
     from accelerate import Accelerator
-    from conftest import tiny_clip
+    from helpers.clip import tiny_clip
     from peft import get_peft_model
 
     import peft_vop

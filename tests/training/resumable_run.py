@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 
-sys.path[:0] = [str(Path(__file__).parents[1]), str(Path(__file__).parent)]
+sys.path[:0] = [str(Path(__file__).parents[1])]
 
-from tiny_run import TinyVideoCaptions, collate  # noqa: E402
+from helpers.tiny_run import TinyVideoCaptions, collate  # noqa: E402
 
 from peft_vop.training import TrainingConfig, train  # noqa: E402
 

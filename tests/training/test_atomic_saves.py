@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_clip
+from helpers.clip import tiny_clip
+from helpers.tiny_run import base_config
 from peft import get_peft_model
-from tiny_run import base_config
 
 import peft_vop
 from peft_vop import _atomic

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_run import tiny_world, world_clip_dir
+from helpers.tiny_run import tiny_world, world_clip_dir
 from transformers import CLIPModel
 
 from peft_vop.cli.main import main

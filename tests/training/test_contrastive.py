@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from accelerate import Accelerator
-from conftest import tiny_clip, tiny_text_batch
+from helpers.clip import tiny_clip, tiny_text_batch
 from peft import get_peft_model
 
 import peft_vop

@@ -59,8 +59,8 @@ def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
 
 
 def test_vop_train_on_two_processes_follows_the_single_process_run(tmp_path):
+    from helpers.tiny_run import tiny_world, world_clip_dir
     from safetensors.torch import load_file
-    from tiny_run import tiny_world, world_clip_dir
 
     arguments = [
         "-m",

@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 
 import torch
+from helpers.tiny_run import tiny_world, world_clip_dir
 from safetensors.torch import load_file
-from tiny_run import tiny_world, world_clip_dir
 
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "hf_trainer.py"

@@ -13,12 +13,12 @@ import pytest
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
+from helpers.tiny_run import TinyVideoCaptions, base_config, collate, tiny_eval_data, tiny_world, world_clip_dir
 from safetensors.torch import load_file
-from tiny_run import TinyVideoCaptions, base_config, collate, tiny_eval_data, tiny_world, world_clip_dir
 
 from peft_vop.training import TrainingConfig, train
-from peft_vop.training.data import DataWaitClock, build_train_data, choose_loader_settings
 from peft_vop.training.loop import report_data_wait
+from peft_vop.training.train_data import DataWaitClock, build_train_data, choose_loader_settings
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-from tiny_run import TinyVideoCaptions, base_config, collate
+from helpers.tiny_run import TinyVideoCaptions, base_config, collate
 
 from peft_vop.training import ConfigurationError, train
 

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import torch
 import transformers.utils.hub as transformers_hub
+from helpers.tiny_run import TinyVideoCaptions, base_config, collate
 from huggingface_hub import ModelCard, ModelCardData
 from safetensors.torch import load_file
-from tiny_run import TinyVideoCaptions, base_config, collate
 
 from peft_vop.training import train
 

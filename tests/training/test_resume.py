@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.tiny_run import base_config
 from safetensors.torch import load_file
-from tiny_run import base_config
 
 from peft_vop.training.checkpointing import STATE_NAME, latest_checkpoint
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_run import tiny_world, world_clip_dir
+from helpers.tiny_run import tiny_world, world_clip_dir
 
 from peft_vop.training.checkpointing import STATE_NAME, latest_checkpoint
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers.tiny_run import tiny_world, world_clip_dir
 from safetensors.torch import load_file
-from tiny_run import tiny_world, world_clip_dir
 
 from peft_vop.cli.main import main
 

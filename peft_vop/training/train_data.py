@@ -30,6 +30,7 @@ from peft_vop.data import (
 )
 
 from ..model_names import resolve_model_name
+from ..retrieval import pair_captions
 from .config import TrainingConfig
 from .evaluation import EvalData
 
@@ -277,8 +278,7 @@ def build_eval_data(config: TrainingConfig) -> EvalData:
         on_error="raise" if config.on_error == "skip" else config.on_error,
         cache=cache,
     )
-    captions = [caption for record in records for caption in record.captions]
-    caption_video = [index for index, record in enumerate(records) for _ in record.captions]
+    captions, caption_video, _ = pair_captions(records)
     collate_videos = VideoTextCollator(preprocessor)
     return EvalData(
         videos=videos,

@@ -1,7 +1,4 @@
-"""What the training tests share: a tiny CLIP on disk and a tiny in-memory video-caption dataset.
-
-(Not a conftest.py: pytest would import it under the same module name as tests/conftest.py.)
-"""
+"""What the training tests share: a tiny CLIP on disk and a tiny in-memory video-caption dataset."""
 
 from __future__ import annotations
 
@@ -11,8 +8,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-from conftest import tiny_clip, tiny_clip_config
 from torch.utils.data import Dataset
+
+from .clip import tiny_clip, tiny_clip_config
 
 
 NUM_FRAMES = 4

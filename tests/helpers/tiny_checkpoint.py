@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import string
 
-from conftest import tiny_clip
 from transformers import CLIPImageProcessor, CLIPProcessor, CLIPTokenizer
+
+from .clip import tiny_clip
 
 
 def tiny_tokenizer(max_length: int = 24) -> CLIPTokenizer:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from peft_vop.training.sampling import EpochShuffleSampler, SeededSamples
+from peft_vop.training.samplers import EpochShuffleSampler, SeededSamples
 
 
 class Draws(Dataset):
