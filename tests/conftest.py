@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from helpers.clip import randomize_adapter, tiny_clip, tiny_clip_config, tiny_text_batch
+from helpers.clip import tiny_clip
 from helpers.tiny_checkpoint import tiny_image_processor
 from transformers import CLIPModel
 
 from peft_vop.data import FramePreprocessor
-
-
-# tests/tuner imports these from `conftest`.
-__all__ = ["randomize_adapter", "tiny_clip", "tiny_clip_config", "tiny_text_batch"]
 
 
 @pytest.fixture

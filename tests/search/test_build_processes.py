@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.video_factory import write_video
-from search_fixtures import checkpoint_fixture  # noqa: F401  (fixtures)
 
 from peft_vop.search import VideoIndex
 

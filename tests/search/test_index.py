@@ -8,7 +8,6 @@ import os
 import pytest
 import torch
 from helpers.video_factory import frame_index, write_video
-from search_fixtures import adapter_fixture, checkpoint_fixture, video_folder_fixture  # noqa: F401  (fixtures)
 from torch.utils.data import DataLoader
 
 from peft_vop.cli.main import main

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers.video_factory import write_video
-from search_fixtures import checkpoint_fixture  # noqa: F401  (fixture)
 
 from peft_vop.search import VideoIndex
 

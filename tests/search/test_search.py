@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 import torch
-from search_fixtures import adapter_fixture, checkpoint_fixture, video_folder_fixture  # noqa: F401  (fixtures)
 from transformers import CLIPModel
 
 from peft_vop.cli.main import main

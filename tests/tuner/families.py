@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from conftest import tiny_clip, tiny_text_batch
+from helpers.clip import tiny_clip, tiny_text_batch
 from transformers import (
     MetaClip2Config,
     MetaClip2Model,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_clip
 from fixtures.make_clip_reference import embeddings, reference_config
+from helpers.clip import tiny_clip
 from peft import get_peft_model
 from peft.utils import set_peft_model_state_dict
 from safetensors import safe_open

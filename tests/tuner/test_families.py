@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import randomize_adapter
 from families import FAMILY_NAMES, text_inputs, tiny_model, video_inputs
 from family_reference import text_embeddings, video_embeddings
+from helpers.clip import randomize_adapter
 from peft import PeftModel, get_peft_model
 
 import peft_vop

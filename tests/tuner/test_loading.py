@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import randomize_adapter, tiny_clip, tiny_text_batch
 from fixtures.make_clip_reference import embeddings
+from helpers.clip import randomize_adapter, tiny_clip, tiny_text_batch
 from peft import PeftModel, get_peft_model
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -86,8 +86,8 @@ def test_the_strict_loader_refuses_a_missing_tensor_naming_key_and_file(tmp_path
 
 
 def test_vop_eval_refuses_an_adapter_with_missing_tensors(tmp_path, capsys):
-    from tiny_checkpoint import save_tiny_checkpoint
-    from video_factory import write_video
+    from helpers.tiny_checkpoint import save_tiny_checkpoint
+    from helpers.video_factory import write_video
 
     from peft_vop.cli.main import main
     from peft_vop.data import VideoRecord, write_annotations

@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import randomize_adapter, tiny_clip, tiny_text_batch
+from helpers.clip import randomize_adapter, tiny_clip, tiny_text_batch
 from peft import PeftModel, get_peft_model, inject_adapter_in_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import get_peft_model_state_dict

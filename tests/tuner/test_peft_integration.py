@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import randomize_adapter, tiny_clip, tiny_text_batch
+from helpers.clip import randomize_adapter, tiny_clip, tiny_text_batch
 from peft import AutoPeftModel, PeftConfig, PeftModel, get_peft_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file
@@ -197,7 +197,7 @@ def test_save_then_load_in_a_fresh_process_reproduces_outputs_bit_for_bit(tmp_pa
         f"""
         import sys, torch
         sys.path.insert(0, {str(ROOT / "tests")!r})
-        from conftest import randomize_adapter, tiny_clip, tiny_text_batch
+        from helpers.clip import randomize_adapter, tiny_clip, tiny_text_batch
         import peft_vop
         from peft import PeftModel
         expected = torch.load({str(tmp_path / "expected.pt")!r})

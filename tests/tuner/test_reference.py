@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_clip, tiny_text_batch
+from helpers.clip import tiny_clip, tiny_text_batch
 from peft import get_peft_model
 from vop_reference import text_features, video_features
 

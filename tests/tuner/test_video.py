@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import randomize_adapter, tiny_clip, tiny_text_batch
+from helpers.clip import randomize_adapter, tiny_clip, tiny_text_batch
 from peft import get_peft_model
 
 import peft_vop

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_clip, tiny_clip_config
+from helpers.clip import tiny_clip, tiny_clip_config
 from peft import PeftConfig, get_peft_model
 from transformers import CLIPConfig, CLIPModel
 

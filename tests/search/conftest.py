@@ -1,8 +1,4 @@
-"""Fixtures of the search tests: the real fixture videos, the shipped small CLIP and a VoP adapter.
-
-A module, not a `conftest.py`: `tests/conftest.py` is imported as `conftest` by helpers, and a second `conftest`
-would take its place. Test modules import the fixtures by their function names (`checkpoint_fixture`, ...).
-"""
+"""Fixtures of the search tests: the real fixture videos, the shipped small CLIP and a VoP adapter."""
 
 from __future__ import annotations
 
