@@ -6,6 +6,7 @@ import copy
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -54,35 +55,42 @@ def test_registration_is_idempotent_and_visible_to_peft():
     assert list(PeftType).count(PeftType.VOP) == 1
 
 
+def other_python(version: str) -> str | None:
+    """An interpreter of `version` on this machine: `pythonX.Y` on the PATH, else one that pyenv installed."""
+    candidates = [shutil.which(f"python{version}")]
+    if shutil.which("pyenv"):
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip()
+        versions = Path(root, "versions")
+        if versions.is_dir():
+            candidates += [str(path / "bin" / "python") for path in sorted(versions.glob(f"{version}.*"))]
+    for candidate in filter(None, candidates):
+        # A pyenv shim answers for versions that are not selected by failing; keep only interpreters that run.
+        if subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
+            return candidate
+    return None
+
+
 @pytest.mark.parametrize("version", ["3.10", "3.12", "3.13"])
 def test_enum_extension_works_on_other_pythons(version):
-    """The enum mechanism itself, on interpreters without torch (peft's PeftType is a plain `str` enum)."""
-    pythons = (
-        [Path(f"/root/.pyenv/versions/{v}/bin/python") for v in os.listdir("/root/.pyenv/versions")]
-        if Path("/root/.pyenv/versions").is_dir()
-        else []
-    )
-    python = next((p for p in pythons if p.parent.parent.name.startswith(version + ".")), None)
+    """The enum mechanism itself (`peft_vop/_enum.py`, standard library only, run as it is) on other interpreters,
+    with an enum like peft's `PeftType` (a plain `str` enum)."""
+    python = other_python(version)
     if python is None:
         pytest.skip(f"no Python {version} interpreter on this machine")
-    source = (ROOT / "peft_vop" / "_registration.py").read_text()
-    function = source[source.index("def extend_enum") : source.index("VOP_PEFT_TYPE =")]
-    script = (
-        "import enum\n"
-        + function
-        + textwrap.dedent(
-            """
+    script = textwrap.dedent(
+        f"""
+        import enum, pickle, runpy
+        extend_enum = runpy.run_path({str(ROOT / "peft_vop" / "_enum.py")!r})["extend_enum"]
         class PeftType(str, enum.Enum):
             LORA = "LORA"
         member = extend_enum(PeftType, "VOP", "VOP")
         assert extend_enum(PeftType, "VOP", "VOP") is member is PeftType.VOP is PeftType("VOP") is PeftType["VOP"]
-        assert list(PeftType) == [PeftType.LORA, member] and member == "VOP" and {member: 1}["VOP"] == 1
-        import pickle; assert pickle.loads(pickle.dumps(member)) is member
+        assert list(PeftType) == [PeftType.LORA, member] and member == "VOP" and {{member: 1}}["VOP"] == 1
+        assert pickle.loads(pickle.dumps(member)) is member
         print("ok")
         """
-        )
     )
-    result = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "ok", result.stderr
 
 
