@@ -72,6 +72,8 @@ class TrainerState:
         batches_in_epoch (`int`): micro-batches of `epoch` already consumed (on each process).
         best_metric (`float`, *optional*): best value of `metric_for_best_model` so far.
         best_step (`int`, *optional*): step at which `best_metric` was measured.
+        zero_shot_metric (`float`, *optional*): `metric_for_best_model` of the base model (adapter disabled),
+            measured before the first step.
     """
 
     global_step: int = 0
@@ -79,6 +81,7 @@ class TrainerState:
     batches_in_epoch: int = 0
     best_metric: float | None = None
     best_step: int | None = None
+    zero_shot_metric: float | None = None
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write the state as `trainer_state.json` into `directory`."""

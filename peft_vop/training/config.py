@@ -163,6 +163,9 @@ class TrainingConfig:
             except for the rank metrics `MdR` and `MnR`).
         max_eval_videos (`int`, *optional*):
             Evaluate on the first this many videos of `eval_split` only (quick checks).
+        eval_zero_shot (`bool`, defaults to `True`):
+            When the run evaluates, also evaluate the base model (adapter disabled: mean-pooled frames) once before
+            the first step, and warn at the end if the trained adapter does worse on `metric_for_best_model`.
         checkpoint_steps (`int`, *optional*, defaults to 500):
             Write a resumable checkpoint every this many optimizer steps; `None` only checkpoints at the end.
         checkpoints_total_limit (`int`, *optional*, defaults to 2):
@@ -271,6 +274,10 @@ class TrainingConfig:
         default="t2v/R@1", metadata={"help": "Metric that picks the adapter kept in output_dir/best."}
     )
     max_eval_videos: int | None = field(default=None, metadata={"help": "Evaluate on this many videos only."})
+    eval_zero_shot: bool = field(
+        default=True,
+        metadata={"help": "Evaluate the base model once before training and warn if the adapter ends below it."},
+    )
     checkpoint_steps: int | None = field(
         default=500, metadata={"help": "Write a resumable checkpoint every this many steps; `none`: at the end only."}
     )

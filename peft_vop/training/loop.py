@@ -64,6 +64,8 @@ class TrainingResult:
         eval_history (`list[dict]`): the metrics of every evaluation of this process's run, with their `step`.
         data_wait_fraction (`float`, *optional*): the part of this process's training time (evaluation and
             checkpoints left out) that the step spent waiting for its next batch.
+        zero_shot_metrics (`dict`, *optional*): the base model's metrics (adapter disabled) before the first step,
+            when `eval_zero_shot` is on and the run evaluates.
     """
 
     output_dir: Path
@@ -73,6 +75,7 @@ class TrainingResult:
     best_step: int | None = None
     eval_history: list[dict[str, Any]] = field(default_factory=list)
     data_wait_fraction: float | None = None
+    zero_shot_metrics: dict[str, float] | None = None
 
 
 @stops_on_signals
@@ -202,6 +205,8 @@ def train(
         f"{loader_settings.num_workers} loader worker(s) per process."
     )
     result = TrainingResult(output_dir, state.global_step, best_metric=state.best_metric, best_step=state.best_step)
+    if eval_loaders is not None and config.eval_zero_shot and state.global_step == 0:
+        result.zero_shot_metrics = evaluate_zero_shot(accelerator, encoder, eval_loaders, eval_data, config, state)
     logger = TrainingLogger(accelerator, config, schedule, state, scheduler)
     data_wait = DataWaitClock()
 
@@ -246,6 +251,8 @@ def train(
     logger.close()
     result.data_wait_fraction = data_wait.fraction
     report_data_wait(accelerator, data_wait)
+    if result.eval_history:
+        warn_if_below_zero_shot(accelerator, config, state, result.eval_history[-1])
 
     # A finished run keeps its last state too, so that resuming it again is a no-op that re-exports the adapter.
     if not should_checkpoint(config, state.global_step):
@@ -346,6 +353,48 @@ def evaluate_and_keep_best(
         state.best_metric, state.best_step = value, state.global_step
         export_adapter(accelerator, encoder, Path(config.output_dir) / BEST_DIR, metadata=metrics)
     return metrics
+
+
+def evaluate_zero_shot(
+    accelerator: Accelerator,
+    encoder: torch.nn.Module,
+    eval_loaders: tuple[DataLoader, DataLoader],
+    eval_data: EvalData,
+    config: TrainingConfig,
+    state: TrainerState,
+) -> dict[str, float]:
+    """
+    Evaluate the base model (the adapter disabled: frames mean-pooled, as zero-shot CLIP) before the first step, log
+    the metrics at step 0 under `zero_shot/`, and record `metric_for_best_model` in `state.zero_shot_metric`.
+    """
+    with accelerator.unwrap_model(encoder).model.disable_adapter():
+        metrics = evaluate_during_training(accelerator, encoder, eval_loaders, eval_data.caption_video)
+    accelerator.log({f"zero_shot/{name}": value for name, value in metrics.items()}, step=0)
+    summary = ", ".join(f"{name} {value:.2f}" for name, value in metrics.items())
+    if accelerator.is_main_process:
+        tqdm.write(f"eval on {config.eval_split or 'the given videos'}, zero-shot (adapter disabled): {summary}")
+    state.zero_shot_metric = metrics[config.metric_for_best_model]
+    return metrics
+
+
+def warn_if_below_zero_shot(
+    accelerator: Accelerator, config: TrainingConfig, state: TrainerState, last: dict[str, float]
+) -> None:
+    """Warn when the last evaluation of the adapter is worse than the base model on `metric_for_best_model`."""
+    metric = config.metric_for_best_model
+    if state.zero_shot_metric is None or metric not in last or not accelerator.is_main_process:
+        return
+    if last[metric] == state.zero_shot_metric or is_better(metric, last[metric], state.zero_shot_metric):
+        return
+    best = ""
+    if state.best_metric is not None and is_better(metric, state.best_metric, state.zero_shot_metric):
+        best = f" The best evaluated adapter (step {state.best_step}, {state.best_metric:.2f}) is in {BEST_DIR}/."
+    warnings.warn(
+        f"After {state.global_step} steps the adapter's validation {metric} is {last[metric]:.2f}, below zero-shot "
+        f"({state.zero_shot_metric:.2f}): the run is too short for its learning rate ({config.learning_rate:g}), or "
+        f"the learning rate is too high for this data. Train longer or with a lower --learning_rate.{best}",
+        stacklevel=3,
+    )
 
 
 class TrainingLogger:

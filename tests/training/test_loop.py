@@ -15,9 +15,13 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from helpers.tiny_run import TinyVideoCaptions, base_config, collate, tiny_eval_data, tiny_world, world_clip_dir
 from safetensors.torch import load_file
+from transformers import CLIPModel
 
 from peft_vop.training import TrainingConfig, train
-from peft_vop.training.loop import report_data_wait
+from peft_vop.training.checkpointing import TrainerState
+from peft_vop.training.contrastive import VideoTextEncoder
+from peft_vop.training.evaluation import evaluate_during_training, prepare_eval_loaders
+from peft_vop.training.loop import report_data_wait, warn_if_below_zero_shot
 from peft_vop.training.train_data import DataWaitClock, build_train_data, choose_loader_settings
 
 
@@ -39,7 +43,14 @@ def test_bf16_with_gradient_accumulation_and_max_steps(tmp_path, fresh_accelerat
     assert result.global_step == 5
     assert math.isfinite(result.train_loss)
     state = json.loads((Path(config.output_dir) / "checkpoints" / "step-00000005" / "trainer_state.json").read_text())
-    assert state == {"global_step": 5, "epoch": 1, "batches_in_epoch": 2, "best_metric": None, "best_step": None}
+    assert state == {
+        "global_step": 5,
+        "epoch": 1,
+        "batches_in_epoch": 2,
+        "best_metric": None,
+        "best_step": None,
+        "zero_shot_metric": None,
+    }
 
 
 def test_periodic_evaluation_keeps_the_best_adapter(tmp_path):
@@ -55,6 +66,42 @@ def test_periodic_evaluation_keeps_the_best_adapter(tmp_path):
     assert (result.best_metric, result.best_step) == (best["t2v/MnR"], best["step"])
     saved = json.loads((Path(config.output_dir) / "best" / "eval_results.json").read_text())
     assert saved["step"] == result.best_step
+
+
+def test_the_zero_shot_baseline_is_the_base_model_before_the_first_step(tmp_path, fresh_accelerate_state):
+    source = TinyVideoCaptions()
+    eval_data = tiny_eval_data(source)
+    config = base_config(tmp_path, eval_steps=2, max_steps=2, checkpoint_steps=2)
+    result = train(config, train_dataset=source, eval_data=eval_data, collate_fn=collate)
+    # The base CLIP evaluated the way training evaluates (frames mean-pooled, as `vop eval` does zero-shot).
+    accelerator = Accelerator(cpu=True)
+    encoder = VideoTextEncoder(CLIPModel.from_pretrained(config.model_name_or_path)).eval()
+    loaders = prepare_eval_loaders(accelerator, eval_data, batch_size=2, num_workers=0)
+    assert result.zero_shot_metrics == evaluate_during_training(accelerator, encoder, loaders, eval_data.caption_video)
+    state = json.loads((Path(config.output_dir) / "checkpoints" / "step-00000002" / "trainer_state.json").read_text())
+    assert state["zero_shot_metric"] == result.zero_shot_metrics["t2v/R@1"]
+    assert [entry["step"] for entry in result.eval_history] == [2]  # the baseline is not an evaluation of the adapter
+
+    config = base_config(tmp_path / "off", eval_steps=2, max_steps=2, eval_zero_shot=False)
+    assert train(config, train_dataset=source, eval_data=eval_data, collate_fn=collate).zero_shot_metrics is None
+
+
+@pytest.mark.parametrize(
+    ("metric", "zero_shot", "last", "warns"),
+    [("t2v/R@1", 20.0, 12.5, True), ("t2v/R@1", 20.0, 20.0, False), ("t2v/R@1", 20.0, 25.0, False),
+     ("t2v/MnR", 8.0, 9.5, True), ("t2v/MnR", 8.0, 7.0, False)],
+)  # fmt: skip
+def test_an_adapter_that_ends_below_zero_shot_warns(tmp_path, metric, zero_shot, last, warns, fresh_accelerate_state):
+    config = base_config(tmp_path, metric_for_best_model=metric)
+    state = TrainerState(global_step=4, best_metric=last, best_step=4, zero_shot_metric=zero_shot)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_if_below_zero_shot(Accelerator(cpu=True), config, state, {metric: last, "step": 4})
+    messages = [str(warning.message) for warning in caught]
+    assert len(messages) == warns
+    if warns:
+        assert f"validation {metric} is {last:.2f}, below zero-shot ({zero_shot:.2f})" in messages[0]
+        assert "--learning_rate" in messages[0]
 
 
 def test_resuming_a_finished_run_changes_nothing(tmp_path):
