@@ -25,7 +25,17 @@ class _BarePackages(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, fullname, path, target=None):
         if fullname != PACKAGE and not fullname.startswith(PACKAGE + "."):
             return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        # Ask the finders behind this one: an editable install finds `peft_vop` through its own finder, not the path.
+        spec = next(
+            (
+                found
+                for finder in sys.meta_path
+                if finder is not self and hasattr(finder, "find_spec")
+                for found in [finder.find_spec(fullname, path, target)]
+                if found is not None
+            ),
+            None,
+        )
         if spec is None or spec.submodule_search_locations is None:
             return spec  # a module: import it normally
         return _bare(spec, self)

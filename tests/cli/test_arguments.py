@@ -31,8 +31,15 @@ def help_text(command: str) -> str:
     return build_parser(command)._subparsers._group_actions[0].choices[command].format_help()
 
 
-def run_front_door(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """`vop ARGV` through the console script's entry point, reporting at exit which top-level modules were loaded."""
+def run_front_door(
+    *argv: str, env: dict[str, str] | None = None, installed_from: Path | None = None
+) -> subprocess.CompletedProcess:
+    """`vop ARGV` through the console script's entry point, reporting at exit which top-level modules were loaded.
+
+    With `installed_from`, the command runs in that folder and finds peft-vop only as installed (as a user's shell
+    does: an editable install finds the package through its own import hook, not through the path); otherwise the
+    repository is put on `PYTHONPATH`.
+    """
     script = (
         "import atexit, sys\n"
         "atexit.register(lambda: print('MODULES', sorted({m.split('.')[0] for m in sys.modules}), "
@@ -41,8 +48,15 @@ def run_front_door(*argv: str, env: dict[str, str] | None = None) -> subprocess.
         f"sys.exit(peft_vop_cli.main({list(argv)!r}))\n"
     )
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    if installed_from is not None:
+        environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
     return subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env={**environment, **(env or {})}
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**environment, **(env or {})},
+        cwd=installed_from,
     )
 
 
@@ -52,9 +66,10 @@ def loaded_modules(completed: subprocess.CompletedProcess) -> tuple[set[str], li
     return set(eval(top + "]")), eval("[" + models)
 
 
+@pytest.mark.parametrize("installed", [False, True], ids=["repository", "installed"])
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], *[[name, "--help"] for name in COMMANDS]])
-def test_help_and_version_answer_without_torch_or_peft(argv):
-    completed = run_front_door(*argv)
+def test_help_and_version_answer_without_torch_or_peft(argv, installed, tmp_path):
+    completed = run_front_door(*argv, installed_from=tmp_path if installed else None)
     assert completed.returncode == 0, completed.stderr
     top, models = loaded_modules(completed)
     assert not set(HEAVY) & top, f"vop {' '.join(argv)} imported {sorted(set(HEAVY) & top)}"
