@@ -50,6 +50,7 @@ def free_port() -> int:
 @pytest.fixture
 def server(video_folder, tmp_path, checkpoint):
     import gradio  # noqa: F401  (the `app` extra; the `dev` extra installs it, so a missing one fails here)
+
     index = VideoIndex.build(
         video_folder, tmp_path / "index", model=checkpoint, num_frames=3, window=4, stride=3, progress=False
     )
