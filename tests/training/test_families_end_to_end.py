@@ -94,6 +94,12 @@ def test_prepare_train_eval(family, tmp_path, capsys):
     run = tmp_path / "run"
     adapter_config = json.loads((run / "adapter_config.json").read_text())
     assert adapter_config["backbone_family"] == family and adapter_config["variant"] == "vop_f+c"
+    # The adapter's card loads the base model with its own class.
+    card = (run / "README.md").read_text()
+    model_class = {"metaclip_2": "MetaClip2Model", "siglip2": "Siglip2Model"}[family]
+    assert f"from transformers import {model_class}\n" in card
+    assert f'base_model = {model_class}.from_pretrained("{checkpoint}")' in card
+    assert ("vision_inputs(model, videos)" in card) == (family == "siglip2")
 
     metrics_path = tmp_path / "metrics.json"
     eval_args = ["eval", "--model", checkpoint, "--annotations", world, "--split", "val", "--num-workers", "0"]
