@@ -132,8 +132,9 @@ class FramePreprocessor:
             raise ValueError(
                 f"The image processor is a NaFlex one ({type(image_processor).__name__}, "
                 f"max_num_patches={image_processor.max_num_patches}): it gives each image its own patch grid, and VoP's "
-                "video pipeline needs frames of one fixed size. Use a fixed-resolution image processor (a "
-                "`SiglipImageProcessor` with `size` {height, width}, as `google/siglip2-base-patch16-224` has)."
+                "video pipeline needs frames of one fixed size. Use a fixed-resolution image processor: a "
+                "`SiglipImageProcessor` with `size` {height, width} (as `google/siglip2-base-patch16-224` has), saved "
+                "into the checkpoint's folder as `preprocessor_config.json`."
             )
         kwargs: dict[str, Any] = {}
         if getattr(image_processor, "do_resize", True):
