@@ -134,3 +134,25 @@ def test_a_checkpoint_of_another_kind_is_refused_before_its_weights_are_read(tmp
     assert status == 2
     error = capsys.readouterr().err
     assert "is a 'bert' checkpoint; VoP supports" in error and "'metaclip_2'" in error and "Siglip2Model" in error
+
+
+@pytest.mark.parametrize("family", ["metaclip_2", "siglip2"])
+def test_vop_index_and_search_with_each_family(family, tmp_path):
+    from peft import get_peft_model
+
+    import peft_vop
+    from peft_vop.families import load_dual_encoder
+    from peft_vop.search import VideoIndex
+
+    checkpoint = str(save_checkpoint(family, tmp_path / family))
+    adapter = tmp_path / "adapter"
+    config = peft_vop.VoPConfig(variant="vop_f+c", num_frames=4, intra_frame_layers=2)
+    get_peft_model(load_dual_encoder(checkpoint), config).save_pretrained(adapter)
+    index = VideoIndex.build(
+        tiny_world(), tmp_path / "index", model=checkpoint, adapter=str(adapter), split="val", progress=False
+    )
+    assert len(index) == 4 and index.embeddings.shape[0] == 4
+    first = index.entries[0].path
+    (hit, *_) = index.search(video=first, k=2)  # a video finds itself first, embedded the same way
+    assert hit.entry.path == first and hit.score == pytest.approx(1.0, abs=1e-5)
+    assert len(index.search(text="a red ball", k=3)) == 3
