@@ -39,7 +39,7 @@ METRICS_NAME = "eval_metrics.json"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `vop eval` options."""
-    add_model_argument(parser, "CLIP checkpoint")
+    add_model_argument(parser, "CLIP, MetaCLIP 2, SigLIP or SigLIP 2 checkpoint")
     parser.add_argument(
         *spellings("adapter_name_or_path", "--adapter"),
         dest="adapter_name_or_path",
