@@ -420,23 +420,25 @@ def _random_crop_box(
 
 
 class FixedLengthTokenizer:
-    """A tokenizer that always pads to `max_length`, as SigLIP and SigLIP 2 were trained (their text towers pool the
-    last position, so captions must be padded to the fixed length the model saw, not to the longest in a batch).
+    """A tokenizer that always pads to one fixed length, as SigLIP and SigLIP 2 were trained (their text towers pool
+    the last position, so captions must be padded to the length the model saw, not to the longest in a batch).
 
-    Calls are passed on with `padding="max_length"` (and `max_length` defaulting to `model_max_length`); every other
-    attribute is the wrapped tokenizer's. Picklable, for data loader workers.
+    Calls are passed on with `padding="max_length"` and `max_length` at most `model_max_length` (the fixed length);
+    every other attribute is the wrapped tokenizer's. Picklable, for data loader workers.
 
     Args:
         tokenizer (`transformers.PreTrainedTokenizerBase`): the checkpoint's tokenizer.
+        model_max_length (`int`): the fixed length: the tokenizer's `model_max_length`, capped at the text tower's
+            `max_position_embeddings` (some tokenizers leave it unset, i.e. huge).
     """
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, model_max_length: int) -> None:
         self.tokenizer = tokenizer
+        self.model_max_length = model_max_length
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["padding"] = "max_length"
-        if kwargs.get("max_length") is None:
-            kwargs["max_length"] = self.tokenizer.model_max_length
+        kwargs["max_length"] = min(kwargs.get("max_length") or self.model_max_length, self.model_max_length)
         return self.tokenizer(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -447,14 +449,18 @@ class FixedLengthTokenizer:
 
 def caption_tokenizer(tokenizer: Any, model_name_or_path: str | os.PathLike) -> Any:
     """The checkpoint's tokenizer, padding as its family expects: to the longest caption for CLIP and MetaCLIP 2,
-    to the fixed `model_max_length` ([`FixedLengthTokenizer`]) for SigLIP and SigLIP 2.
+    to a fixed length ([`FixedLengthTokenizer`]) for SigLIP and SigLIP 2.
 
     Args:
         tokenizer (`transformers.PreTrainedTokenizerBase`): the tokenizer of `model_name_or_path`.
-        model_name_or_path (`str` or `os.PathLike`): the checkpoint (its config names the family).
+        model_name_or_path (`str` or `os.PathLike`): the checkpoint (its config names the family and the text
+            positions).
     """
+    from transformers import AutoConfig
+
     from ..families import checkpoint_family
 
-    return (
-        FixedLengthTokenizer(tokenizer) if checkpoint_family(str(model_name_or_path)).loss == "sigmoid" else tokenizer
-    )
+    if checkpoint_family(str(model_name_or_path)).loss != "sigmoid":
+        return tokenizer
+    positions = AutoConfig.from_pretrained(model_name_or_path).text_config.max_position_embeddings
+    return FixedLengthTokenizer(tokenizer, min(tokenizer.model_max_length, positions))

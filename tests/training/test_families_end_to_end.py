@@ -5,6 +5,7 @@ to a fixed length, frames cut into patch sequences from a fixed-resolution image
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,10 @@ def test_prepare_train_eval(family, tmp_path, capsys):
     longest = tokenizer(captions, padding=True, return_tensors="pt")["input_ids"].shape[1]
     tokens = caption_tokenizer(tokenizer, checkpoint)(captions, padding=True, truncation=True, return_tensors="pt")
     assert longest < POSITIONS and tokens["input_ids"].shape[1] == (POSITIONS if family == "siglip2" else longest)
+    tokenizer.model_max_length = 10**30  # unset in the tokenizer's files: the text positions bound the fixed length
+    tokenize = pickle.loads(pickle.dumps(caption_tokenizer(tokenizer, checkpoint)))  # as loader workers get it
+    tokens = tokenize(captions, padding=True, truncation=True, return_tensors="pt")
+    assert tokens["input_ids"].shape[1] == (POSITIONS if family == "siglip2" else longest)
     world = str(tiny_world())
     common = ["--model", checkpoint, "--annotations", world, "--num-frames", "4", "--no-progress"]
     prepare = ["prepare", *common, "--split", "train", "--sampling", "rand", "--seed", "7"]
