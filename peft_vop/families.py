@@ -195,3 +195,10 @@ def vision_inputs(model: nn.Module, pixel_values: torch.Tensor) -> dict[str, tor
     mask = torch.ones(*lead, rows * columns, dtype=torch.long, device=pixel_values.device)
     shapes = torch.tensor([rows, columns], device=pixel_values.device).expand(*lead, 2).contiguous()
     return {"pixel_values": patches, "pixel_attention_mask": mask, "spatial_shapes": shapes}
+
+
+def embedding_size(config: Any) -> int:
+    """The size of a dual encoder's joint embedding, from its config: `projection_dim` for CLIP-like models, the
+    vision tower's width for SigLIP-like ones (their embeddings are the towers' heads, without a projection)."""
+    projection_dim = getattr(config, "projection_dim", None)
+    return projection_dim if projection_dim is not None else config.vision_config.hidden_size

@@ -161,3 +161,18 @@ def test_vop_index_and_search_with_each_family(family, tmp_path):
     (hit, *_) = index.search(video=first, k=2)  # a video finds itself first, embedded the same way
     assert hit.entry.path == first and hit.score == pytest.approx(1.0, abs=1e-5)
     assert len(index.search(text="a red ball", k=3)) == 3
+
+
+@pytest.mark.parametrize("family", ["clip", "metaclip_2", "siglip", "siglip2"])
+def test_embedding_size_is_what_the_model_returns(family):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tuner"))
+    from families import text_inputs, tiny_model
+
+    from peft_vop.families import embedding_size
+
+    model = tiny_model(family)
+    with torch.no_grad():
+        embeds = model.get_text_features(**text_inputs(family)).pooler_output
+    assert embedding_size(model.config) == embeds.shape[-1]
