@@ -112,3 +112,93 @@ def tower_family(module: nn.Module) -> tuple[BackboneFamily, str] | None:
         if isinstance(module, family.vision_tower):
             return family, "vision"
     return None
+
+
+def checkpoint_family(model_name_or_path: str, **kwargs: Any) -> BackboneFamily:
+    """The family of a checkpoint, read from its config alone (no weights); refuses a model VoP does not support.
+
+    Args:
+        model_name_or_path (`str`): what `transformers.AutoConfig.from_pretrained` accepts.
+        kwargs: passed on to `AutoConfig.from_pretrained`.
+
+    Returns:
+        [`BackboneFamily`]: the family whose name is the checkpoint's `model_type`.
+    """
+    from transformers import AutoConfig
+
+    model_type = AutoConfig.from_pretrained(model_name_or_path, **kwargs).model_type
+    for family in FAMILIES:
+        if family.name == model_type:
+            return family
+    raise ValueError(
+        f"`model_name_or_path` {str(model_name_or_path)!r} is a {model_type!r} checkpoint; VoP supports the dual "
+        f"encoders {', '.join(repr(name) for name in FAMILY_NAMES)} (CLIPModel, MetaClip2Model, SiglipModel, "
+        "Siglip2Model)."
+    )
+
+
+def load_dual_encoder(model_name_or_path: str, **kwargs: Any) -> nn.Module:
+    """Load a checkpoint of any supported family with its own model class (`CLIPModel`, `MetaClip2Model`,
+    `SiglipModel` or `Siglip2Model`, as `transformers.AutoModel` picks it).
+
+    Args:
+        model_name_or_path (`str`): a local checkpoint directory or a Hub id.
+        kwargs: passed on to `AutoModel.from_pretrained` (e.g. `dtype`).
+
+    Returns:
+        `torch.nn.Module`: the model; a checkpoint of another kind raises `ValueError` before weights are read.
+    """
+    from transformers import AutoModel
+
+    checkpoint_family(model_name_or_path)
+    return AutoModel.from_pretrained(model_name_or_path, **kwargs)
+
+
+def model_family(model: nn.Module) -> BackboneFamily:
+    """The family of a dual encoder (a `PeftModel` over one is looked through), from its `config.model_type`."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    model_type = getattr(getattr(base, "config", None), "model_type", None)
+    for family in FAMILIES:
+        if family.name == model_type:
+            return family
+    raise TypeError(f"`model` must be a dual encoder of {FAMILY_NAMES}; got {type(base).__name__} ({model_type!r}).")
+
+
+def vision_inputs(model: nn.Module, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The vision inputs of `model.get_image_features` for normalised frames `[..., 3, H, W]`.
+
+    Every family but SigLIP 2 takes the frames as they are. SigLIP 2's vision tower takes patch sequences: the frames
+    (all of one fixed size, as a fixed-resolution image processor makes them) are cut into `patch_size` patches in
+    the order of `Siglip2ImageProcessor` (rows of patches, each patch flattened as `[p, p, 3]`), with a mask of ones
+    (no padded patches) and each frame's patch grid as `spatial_shapes`.
+
+    Args:
+        model (`torch.nn.Module`): the dual encoder (or a `PeftModel` over one).
+        pixel_values (`torch.FloatTensor` of shape `[..., 3, H, W]`): frames, e.g. videos `[B, F, 3, H, W]`.
+
+    Returns:
+        `dict`: `pixel_values` (and for SigLIP 2 `pixel_attention_mask` `[..., P]`, `spatial_shapes` `[..., 2]`).
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(getattr(base, "config", None), "model_type", None) != "siglip2":  # the one family taking patches
+        return {"pixel_values": pixel_values}
+    patch = base.config.vision_config.patch_size
+    *lead, channels, height, width = pixel_values.shape
+    if height % patch or width % patch:
+        raise ValueError(
+            f"SigLIP 2 frames must be a multiple of its patch size {patch} high and wide; got {height} x {width}."
+        )
+    rows, columns = height // patch, width // patch
+    # [..., 3, H, W] -> [..., 3, rows, p, columns, p] -> [..., rows, columns, p, p, 3] -> [..., rows*columns, p*p*3]
+    patches = pixel_values.reshape(*lead, channels, rows, patch, columns, patch)
+    patches = patches.movedim(-5, -1).transpose(-4, -3).reshape(*lead, rows * columns, patch * patch * channels)
+    mask = torch.ones(*lead, rows * columns, dtype=torch.long, device=pixel_values.device)
+    shapes = torch.tensor([rows, columns], device=pixel_values.device).expand(*lead, 2).contiguous()
+    return {"pixel_values": patches, "pixel_attention_mask": mask, "spatial_shapes": shapes}
+
+
+def embedding_size(config: Any) -> int:
+    """The size of a dual encoder's joint embedding, from its config: `projection_dim` for CLIP-like models, the
+    vision tower's width for SigLIP-like ones (their embeddings are the towers' heads, without a projection)."""
+    projection_dim = getattr(config, "projection_dim", None)
+    return projection_dim if projection_dim is not None else config.vision_config.hidden_size

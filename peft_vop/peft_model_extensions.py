@@ -100,14 +100,21 @@ def _add_loading_section(model: PeftModel, card_path: Path) -> None:
     configs = vop_configs(model)
     base = next(iter(configs.values())).base_model_name_or_path if configs else None
     base = base or card.data.get("base_model")
+    base_class = type(model.get_base_model()).__name__  # CLIPModel, MetaClip2Model, SiglipModel or Siglip2Model
     if base == "default":  # the small CLIP shipped inside peft-vop: no Hub repository to link to
         card.data.pop("base_model", None)
         card.data["tags"] = [tag for tag in card.data["tags"] if tag != "base_model:adapter:default"]
         load_base = "CLIPModel.from_pretrained(default_model_path())  # the small CLIP shipped with peft-vop"
         imports = "from peft_vop.synthetic import default_model_path\n"
     else:
-        load_base = f'CLIPModel.from_pretrained("{base or "<the CLIP checkpoint this adapter was trained on>"}")'
+        load_base = f'{base_class}.from_pretrained("{base or "<the checkpoint this adapter was trained on>"}")'
         imports = ""
+    # SigLIP 2's vision tower takes patch sequences: `vision_inputs` cuts the frames into them.
+    if base_class == "Siglip2Model":
+        imports += "from peft_vop.families import vision_inputs\n"
+        embed_videos = "model.get_image_features(**vision_inputs(model, videos)).pooler_output"
+    else:
+        embed_videos = "model.get_image_features(pixel_values=videos).pooler_output"
     adapters = "\n".join(
         f"| `{name}` | `{config.variant}` | {config.num_frames} | {config.text_prompt_length} | "
         f"{config.vision_prompt_length} |"
@@ -116,7 +123,7 @@ def _add_loading_section(model: PeftModel, card_path: Path) -> None:
     section = f"""{CARD_MARKER}
 ## VoP adapter: how to load it
 
-A [VoP](https://arxiv.org/abs/2211.12764) prompt-tuning adapter for CLIP text-video retrieval. VoP is not built into
+A [VoP](https://arxiv.org/abs/2211.12764) prompt-tuning adapter of a `{base_class}` for text-video retrieval. VoP is not built into
 peft: install peft-vop and import `peft_vop` before loading, which registers the method with peft.
 
 ```bash
@@ -126,11 +133,11 @@ pip install peft-vop
 ```python
 import peft_vop  # registers VoP with peft
 from peft import PeftModel
-from transformers import CLIPModel
+from transformers import {base_class}
 {imports}
-clip = {load_base}
-model = PeftModel.from_pretrained(clip, "<this repository or directory>")
-video_embeds = model.get_image_features(pixel_values=videos).pooler_output  # videos: [B, F, 3, H, W]
+base_model = {load_base}
+model = PeftModel.from_pretrained(base_model, "<this repository or directory>")
+video_embeds = {embed_videos}  # videos: [B, F, 3, H, W]
 ```
 
 | adapter | variant | frames | text prompts | vision prompts |

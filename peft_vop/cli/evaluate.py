@@ -39,7 +39,7 @@ METRICS_NAME = "eval_metrics.json"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `vop eval` options."""
-    add_model_argument(parser, "CLIP checkpoint")
+    add_model_argument(parser, "CLIP, MetaCLIP 2, SigLIP or SigLIP 2 checkpoint")
     parser.add_argument(
         *spellings("adapter_name_or_path", "--adapter"),
         dest="adapter_name_or_path",
@@ -176,12 +176,13 @@ def _evaluate(args: argparse.Namespace) -> int:
         silence_progress_bars()
     import torch
     from peft import PeftConfig
-    from transformers import AutoProcessor, CLIPModel
+    from transformers import AutoTokenizer
 
     from .. import load_adapter  # importing the package registers the VoP method with peft
     from ..data.dataset import VideoTextDataset
     from ..data.decoding import VideoDecodeError
-    from ..data.preprocessing import FramePreprocessor
+    from ..data.preprocessing import FramePreprocessor, caption_tokenizer
+    from ..families import load_dual_encoder
     from ..loading import check_adapter_directory
     from ..retrieval.evaluation import evaluate_retrieval
 
@@ -202,10 +203,14 @@ def _evaluate(args: argparse.Namespace) -> int:
             f"{source}: none of the {len(records)} videos has a caption, so there is nothing to retrieve; "
             "give the videos captions"
         )
-    processor = _load(
-        "--model_name_or_path", args.model_name_or_path, lambda: AutoProcessor.from_pretrained(args.model_path)
+    preprocessor = _load(
+        "--model_name_or_path", args.model_name_or_path, lambda: FramePreprocessor.from_pretrained(args.model_path)
     )
-    preprocessor = FramePreprocessor.from_image_processor(processor.image_processor)
+    tokenizer = _load(
+        "--model_name_or_path",
+        args.model_name_or_path,
+        lambda: caption_tokenizer(AutoTokenizer.from_pretrained(args.model_path), args.model_path),
+    )
     try:
         seed = DEFAULT_SEED
         if args.frame_cache:
@@ -222,9 +227,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     model = _load(
         "--model_name_or_path",
         args.model_name_or_path,
-        lambda: CLIPModel.from_pretrained(args.model_path, dtype=getattr(torch, args.dtype)),
+        lambda: load_dual_encoder(args.model_path, dtype=getattr(torch, args.dtype)),
     )
-    max_length = min(processor.tokenizer.model_max_length, model.config.text_config.max_position_embeddings)
+    max_length = min(tokenizer.model_max_length, model.config.text_config.max_position_embeddings)
     if adapter:
         model = _load("--adapter_name_or_path", adapter, lambda: load_adapter(model, adapter))
     model.to(device).eval()
@@ -232,7 +237,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         report = evaluate_retrieval(
             model,
-            processor.tokenizer,
+            tokenizer,
             dataset,
             batch_size=args.batch_size,
             num_workers=args.num_workers,

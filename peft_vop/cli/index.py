@@ -20,7 +20,7 @@ from .arguments import add_model_argument, add_progress_argument, silence_progre
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `vop index` options."""
     parser.add_argument("source", metavar="SOURCE", help="folder of videos (searched recursively) or annotation file")
-    add_model_argument(parser, "CLIP checkpoint")
+    add_model_argument(parser, "CLIP, MetaCLIP 2, SigLIP or SigLIP 2 checkpoint")
     parser.add_argument(
         *spellings("adapter_name_or_path", "--adapter"),
         dest="adapter_name_or_path",

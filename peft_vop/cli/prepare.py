@@ -33,7 +33,9 @@ from .dataset_arguments import (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `vop prepare` options."""
-    add_model_argument(parser, "CLIP checkpoint whose image processor gives the resize and crop")
+    add_model_argument(
+        parser, "checkpoint (CLIP, MetaCLIP 2, SigLIP, SigLIP 2) whose image processor gives the resize and crop"
+    )
     parser.add_argument(
         *spellings("output_dir", "--output"), required=True, metavar="DIR", help="cache folder (created if needed)"
     )

@@ -128,6 +128,14 @@ class FramePreprocessor:
         Returns:
             `FramePreprocessor`.
         """
+        if getattr(image_processor, "max_num_patches", None) is not None:
+            raise ValueError(
+                f"The image processor is a NaFlex one ({type(image_processor).__name__}, "
+                f"max_num_patches={image_processor.max_num_patches}): it gives each image its own patch grid, and VoP's "
+                "video pipeline needs frames of one fixed size. Use a fixed-resolution image processor: a "
+                "`SiglipImageProcessor` with `size` {height, width} (as `google/siglip2-base-patch16-224` has), saved "
+                "into the checkpoint's folder as `preprocessor_config.json`."
+            )
         kwargs: dict[str, Any] = {}
         if getattr(image_processor, "do_resize", True):
             size = image_processor.size
@@ -165,7 +173,11 @@ class FramePreprocessor:
         """
         from transformers import AutoImageProcessor
 
-        return cls.from_image_processor(AutoImageProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs))
+        image_processor = AutoImageProcessor.from_pretrained(pretrained_model_name_or_path, **kwargs)
+        try:
+            return cls.from_image_processor(image_processor)
+        except ValueError as error:
+            raise ValueError(f"Checkpoint {str(pretrained_model_name_or_path)!r}: {error}") from error
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-serialisable `dict` (used to tell whether a frame cache matches)."""
@@ -405,3 +417,50 @@ def _random_crop_box(
     else:
         crop_height, crop_width = height, width
     return (height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width
+
+
+class FixedLengthTokenizer:
+    """A tokenizer that always pads to one fixed length, as SigLIP and SigLIP 2 were trained (their text towers pool
+    the last position, so captions must be padded to the length the model saw, not to the longest in a batch).
+
+    Calls are passed on with `padding="max_length"` and `max_length` at most `model_max_length` (the fixed length);
+    every other attribute is the wrapped tokenizer's. Picklable, for data loader workers.
+
+    Args:
+        tokenizer (`transformers.PreTrainedTokenizerBase`): the checkpoint's tokenizer.
+        model_max_length (`int`): the fixed length: the tokenizer's `model_max_length`, capped at the text tower's
+            `max_position_embeddings` (some tokenizers leave it unset, i.e. huge).
+    """
+
+    def __init__(self, tokenizer: Any, model_max_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.model_max_length = model_max_length
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["padding"] = "max_length"
+        kwargs["max_length"] = min(kwargs.get("max_length") or self.model_max_length, self.model_max_length)
+        return self.tokenizer(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "tokenizer":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.tokenizer, name)
+
+
+def caption_tokenizer(tokenizer: Any, model_name_or_path: str | os.PathLike) -> Any:
+    """The checkpoint's tokenizer, padding as its family expects: to the longest caption for CLIP and MetaCLIP 2,
+    to a fixed length ([`FixedLengthTokenizer`]) for SigLIP and SigLIP 2.
+
+    Args:
+        tokenizer (`transformers.PreTrainedTokenizerBase`): the tokenizer of `model_name_or_path`.
+        model_name_or_path (`str` or `os.PathLike`): the checkpoint (its config names the family and the text
+            positions).
+    """
+    from transformers import AutoConfig
+
+    from ..families import checkpoint_family
+
+    if checkpoint_family(str(model_name_or_path)).loss != "sigmoid":
+        return tokenizer
+    positions = AutoConfig.from_pretrained(model_name_or_path).text_config.max_position_embeddings
+    return FixedLengthTokenizer(tokenizer, min(tokenizer.model_max_length, positions))

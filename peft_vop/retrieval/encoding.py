@@ -10,6 +10,7 @@ import torch
 from peft import PeftModel
 
 from ..config import VoPConfig
+from ..families import vision_inputs
 from ..pooling import mean_pool_frames
 
 
@@ -47,10 +48,10 @@ def embed_videos(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
     if pixel_values.ndim != 5:
         raise ValueError(f"`pixel_values` must have shape [B, F, 3, H, W]; got {tuple(pixel_values.shape)}.")
     if is_vop_model(model):
-        return model.get_image_features(pixel_values=pixel_values).pooler_output
+        return model.get_image_features(**vision_inputs(model, pixel_values)).pooler_output
     batch, frames = pixel_values.shape[:2]
     # [B, F, 3, H, W] -> [B*F, 3, H, W] -> [B*F, P] -> [B, F, P] -> [B, P]
-    frame_embeds = model.get_image_features(pixel_values=pixel_values.flatten(0, 1)).pooler_output
+    frame_embeds = model.get_image_features(**vision_inputs(model, pixel_values.flatten(0, 1))).pooler_output
     return mean_pool_frames(frame_embeds.view(batch, frames, -1))
 
 

@@ -29,6 +29,7 @@ import torch
 
 from .._atomic import clean_up
 from ..data.decoding import VideoDecodeError, VideoReader
+from ..families import embedding_size
 from ..retrieval.encoding import encode_texts
 from .backends import ExactBackend, FaissBackend
 from .model import (
@@ -487,7 +488,7 @@ class VideoIndex:
                 raise RuntimeError(f"No embedding was produced for {entry.path} [{entry.start}, {entry.end}].")
             rows.append(found[0])
             vectors.append(found[1])
-        embeddings = torch.stack(vectors) if vectors else torch.empty(0, loaded.model.config.projection_dim)
+        embeddings = torch.stack(vectors) if vectors else torch.empty(0, embedding_size(loaded.model.config))
         kept = {entry.key for entry in rows}
         report = BuildReport(
             embedded=sum(entry.key not in previous and entry.key not in resumable for entry in rows),

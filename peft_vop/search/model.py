@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..data.preprocessing import FramePreprocessor
+from ..data.preprocessing import FramePreprocessor, caption_tokenizer
 from ..model_names import check_model_name
 
 
@@ -107,9 +107,10 @@ def load_model(
     Returns:
         `LoadedModel`.
     """
-    from transformers import AutoProcessor, CLIPModel
+    from transformers import AutoTokenizer
 
     from .. import load_adapter  # importing the package registers the VoP method with peft
+    from ..families import load_dual_encoder
     from ..loading import check_adapter_directory
 
     if dtype not in ("float32", "float16", "bfloat16"):
@@ -125,9 +126,9 @@ def load_model(
     if adapter_frames is not None and num_frames is not None and num_frames != adapter_frames:
         raise ValueError(f"`num_frames` {num_frames} differs from the adapter's num_frames={adapter_frames}.")
     num_frames = num_frames or adapter_frames or DEFAULT_NUM_FRAMES
-    processor = AutoProcessor.from_pretrained(model)
-    preprocessor = FramePreprocessor.from_image_processor(processor.image_processor)
-    clip = CLIPModel.from_pretrained(model, dtype=getattr(torch, dtype))
+    tokenizer = caption_tokenizer(AutoTokenizer.from_pretrained(model), model)
+    preprocessor = FramePreprocessor.from_pretrained(model)
+    clip = load_dual_encoder(model, dtype=getattr(torch, dtype))
     if adapter is not None:
         clip = load_adapter(clip, adapter)  # refuses an adapter file that lacks tensors
     if device is None:
@@ -139,7 +140,7 @@ def load_model(
         "frames": {"num_frames": num_frames, "sampling": "uniform", "preprocessor": preprocessor.to_dict()},
         "dtype": dtype,
     }
-    return LoadedModel(clip, processor.tokenizer, preprocessor, num_frames, fingerprint)
+    return LoadedModel(clip, tokenizer, preprocessor, num_frames, fingerprint)
 
 
 def fingerprint_hash_of(fingerprint: dict[str, Any]) -> str:

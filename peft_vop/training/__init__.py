@@ -5,7 +5,13 @@ Nothing here is imported by the tuner (`import peft_vop` never loads the trainer
 
 from .checkpointing import TrainingInterrupted
 from .config import DEFAULT_LEARNING_RATE, ConfigurationError, TrainingConfig, load_config_file
-from .contrastive import VideoTextEncoder, contrastive_step, gather_with_grad, symmetric_contrastive_loss
+from .contrastive import (
+    VideoTextEncoder,
+    contrastive_step,
+    gather_with_grad,
+    sigmoid_contrastive_loss,
+    symmetric_contrastive_loss,
+)
 from .evaluation import EvalData
 from .loop import TrainingResult, train
 
@@ -19,6 +25,7 @@ __all__ = [
     "TrainingResult",
     "VideoTextEncoder",
     "contrastive_step",
+    "sigmoid_contrastive_loss",
     "gather_with_grad",
     "load_config_file",
     "symmetric_contrastive_loss",

@@ -185,7 +185,9 @@ class TrainingConfig:
 
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "CLIP checkpoint: a local directory, a Hub id, or `default` (the small CLIP shipped here)."},
+        metadata={
+            "help": "CLIP, MetaCLIP 2, SigLIP or SigLIP 2 checkpoint: a local directory, a Hub id, or `default` (the small CLIP shipped here)."
+        },
     )
     output_dir: str | None = field(
         default=None, metadata={"help": "Directory for the adapter, checkpoints, logs and the resolved config."}

@@ -26,8 +26,9 @@ from accelerate.utils import ProjectConfiguration, parse_flag_from_env, set_seed
 from peft import get_peft_model
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
-from transformers import CLIPConfig, CLIPModel, get_cosine_schedule_with_warmup
+from transformers import AutoConfig, get_cosine_schedule_with_warmup
 
+from ..families import checkpoint_family, load_dual_encoder
 from ..model_names import check_model_name, portable_model_name
 from .checkpointing import (
     BEST_DIR,
@@ -143,9 +144,10 @@ def train(
         accelerator.print("mixed_precision fp16 has no effect on a CPU: training runs in fp32.")
     prepare_output_dir(accelerator, config)
 
-    # Model: frozen CLIP with a VoP adapter, wrapped so that one forward embeds both modalities.
+    # Model: the frozen backbone (CLIP, MetaCLIP 2, SigLIP or SigLIP 2) with a VoP adapter, wrapped so that one
+    # forward embeds both modalities.
     set_seed(config.seed)
-    clip = CLIPModel.from_pretrained(model_path)
+    clip = load_dual_encoder(model_path)
     # peft records this as the adapter's base model: the shipped CLIP by its name, not by one installation's path.
     clip.name_or_path = portable_model_name(config.model_name_or_path)
     encoder = VideoTextEncoder(get_peft_model(clip, adapter_config))
@@ -191,6 +193,8 @@ def train(
         )
         eval_loaders = prepare_eval_loaders(accelerator, eval_data, micro_batch, eval_settings.num_workers)
     logit_scale = accelerator.unwrap_model(encoder).logit_scale.detach()
+    logit_bias = accelerator.unwrap_model(encoder).logit_bias  # the sigmoid loss's bias; None for softmax families
+    logit_bias = None if logit_bias is None else logit_bias.detach()
 
     state = TrainerState()
     if resume_from is not None:
@@ -219,7 +223,7 @@ def train(
         for batch in data_wait.batches(epoch_batches(accelerator, train_loader, state)):
             batch = prepare_batch(batch)
             with accelerator.accumulate(encoder):
-                loss = contrastive_step(accelerator, encoder, batch, logit_scale)
+                loss = contrastive_step(accelerator, encoder, batch, logit_scale, logit_bias)
                 if accelerator.sync_gradients and config.max_grad_norm is not None:
                     accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
                 optimizer.step()
@@ -511,15 +515,15 @@ def check_distributed_engine() -> None:
 
 def check_model_fits(model_name_or_path: str, adapter_config) -> None:
     """
-    Check, from the CLIP checkpoint's config alone (no weights), that the adapter fits the model: VoP^F's split
-    must leave at least one inter-frame layer.
+    Check, from the checkpoint's config alone (no weights), that it is a supported dual encoder and that the adapter
+    fits it: VoP^F's split must leave at least one inter-frame layer.
 
     Args:
-        model_name_or_path (`str`): the CLIP checkpoint.
+        model_name_or_path (`str`): the CLIP, MetaCLIP 2, SigLIP or SigLIP 2 checkpoint.
         adapter_config (`peft_vop.VoPConfig`): the adapter to add.
     """
-    clip_config = CLIPConfig.from_pretrained(model_name_or_path)
-    depth = clip_config.vision_config.num_hidden_layers
+    checkpoint_family(model_name_or_path)
+    depth = AutoConfig.from_pretrained(model_name_or_path).vision_config.num_hidden_layers
     if adapter_config.intra_frame_layers is not None and adapter_config.intra_frame_layers >= depth:
         raise ValueError(
             f"`intra_frame_layers` is {adapter_config.intra_frame_layers} but {model_name_or_path!r} has {depth} vision "

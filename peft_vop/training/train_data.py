@@ -29,6 +29,7 @@ from peft_vop.data import (
     VideoTextDataset,
 )
 
+from ..data.preprocessing import caption_tokenizer
 from ..model_names import resolve_model_name
 from ..retrieval import pair_captions
 from .config import TrainingConfig
@@ -68,7 +69,7 @@ def load_processing(model_name_or_path: str) -> tuple[FramePreprocessor, Any]:
     model_name_or_path = resolve_model_name(model_name_or_path)
     try:
         preprocessor = FramePreprocessor.from_pretrained(model_name_or_path)
-        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+        tokenizer = caption_tokenizer(AutoTokenizer.from_pretrained(model_name_or_path), model_name_or_path)
     except OSError as error:
         raise FileNotFoundError(
             f"`model_name_or_path` {model_name_or_path!r} must provide an image processor and a tokenizer ({error})."

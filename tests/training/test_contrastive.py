@@ -1,4 +1,5 @@
-"""The training loss is CLIP's symmetric contrastive loss, as the VoP model computes it."""
+"""The training loss is the backbone's own: CLIP's symmetric softmax loss, SigLIP's sigmoid loss, as the VoP model
+computes it."""
 
 from __future__ import annotations
 
@@ -41,3 +42,27 @@ def test_loss_is_low_for_matching_pairs_and_symmetric():
 def test_gather_is_the_identity_on_one_process():
     tensor = torch.randn(3, 2, requires_grad=True)
     assert gather_with_grad(tensor, Accelerator(cpu=True)) is tensor
+
+
+@pytest.mark.parametrize("family", ["siglip", "siglip2"])
+def test_sigmoid_families_train_with_their_models_own_sigmoid_loss(family):
+    from helpers.families import text_inputs, tiny_model
+
+    from peft_vop.families import vision_inputs
+    from peft_vop.training import sigmoid_contrastive_loss
+
+    model = get_peft_model(tiny_model(family), peft_vop.VoPConfig(variant="vop_c", num_frames=4))
+    text = text_inputs(family, batch_size=3)
+    frames = torch.randn(3, 4, 3, 32, 32, generator=torch.Generator().manual_seed(0))  # [B, F, 3, H, W]
+    expected = model(**text, **vision_inputs(model, frames), return_loss=True).loss
+    encoder = VideoTextEncoder(model)
+    video_embeds, text_embeds = encoder(**text, pixel_values=frames)  # SigLIP 2: cut into patches by the encoder
+    base = model.get_base_model()
+    assert encoder.logit_bias is base.logit_bias and not encoder.logit_bias.requires_grad
+    loss = sigmoid_contrastive_loss(text_embeds, video_embeds, encoder.logit_scale, encoder.logit_bias)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_softmax_families_have_no_logit_bias():
+    encoder = VideoTextEncoder(get_peft_model(tiny_clip(), peft_vop.VoPConfig(variant="vop_c", num_frames=4)))
+    assert encoder.logit_bias is None

@@ -30,14 +30,16 @@ def torchrun(processes: int, *arguments: str) -> subprocess.CompletedProcess:
     return completed
 
 
-def run_step(output: Path, processes: int, global_batch: int) -> None:
+def run_step(output: Path, processes: int, global_batch: int, family: str = "clip") -> None:
     output.mkdir()
-    torchrun(processes, str(SCRIPT), str(output), str(global_batch))
+    torchrun(processes, str(SCRIPT), str(output), str(global_batch), family)
 
 
-def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
-    run_step(tmp_path / "single", processes=1, global_batch=6)
-    run_step(tmp_path / "pair", processes=2, global_batch=6)
+# CLIP gathers for the softmax loss; SigLIP for its pairwise sigmoid loss (with its frozen logit bias).
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_two_processes_match_one_process_with_the_global_batch(tmp_path, family):
+    run_step(tmp_path / "single", processes=1, global_batch=6, family=family)
+    run_step(tmp_path / "pair", processes=2, global_batch=6, family=family)
     single = torch.load(tmp_path / "single" / "rank0.pt")
     ranks = [torch.load(tmp_path / "pair" / f"rank{rank}.pt") for rank in range(2)]
 

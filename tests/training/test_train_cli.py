@@ -90,7 +90,11 @@ def test_vop_train_from_a_config_file_with_overrides(tmp_path, capsys):
     assert "Adapter written to" in out and "Best rsum" in out
     # Each evaluation is a line of its own that names the split it ran on.
     evaluations = [line for line in out.splitlines() if "t2v/R@1" in line]
-    assert [line.split(":")[0] for line in evaluations] == ["eval on val at step 2", "eval on val at step 4"]
+    assert [line.split(":")[0] for line in evaluations] == [
+        "eval on val, zero-shot (adapter disabled)",
+        "eval on val at step 2",
+        "eval on val at step 4",
+    ]
 
 
 def test_vop_train_reads_frame_caches_built_by_vop_prepare(tmp_path, capsys):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from families import FAMILY_NAMES, text_inputs, tiny_model, video_inputs
 from family_reference import text_embeddings, video_embeddings
 from helpers.clip import randomize_adapter
+from helpers.families import FAMILY_NAMES, text_inputs, tiny_model, video_inputs
 from peft import PeftModel, get_peft_model
 
 import peft_vop
@@ -190,9 +190,9 @@ def test_save_then_load_in_a_fresh_process_is_bit_exact(family, tmp_path):
     script = textwrap.dedent(
         f"""
         import sys, torch
-        sys.path[:0] = [{str(ROOT / "tests")!r}, {str(ROOT / "tests" / "tuner")!r}]
+        sys.path[:0] = [{str(ROOT / "tests")!r}]
         import peft_vop
-        from families import tiny_model
+        from helpers.families import tiny_model
         inputs = torch.load({str(tmp_path / "inputs.pt")!r})
         model = peft_vop.load_adapter(tiny_model({family!r}), {str(tmp_path / "adapter")!r})
         with torch.no_grad():

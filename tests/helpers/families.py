@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from helpers.clip import tiny_clip, tiny_text_batch
 from transformers import (
     MetaClip2Config,
     MetaClip2Model,
@@ -12,6 +11,8 @@ from transformers import (
     SiglipConfig,
     SiglipModel,
 )
+
+from helpers.clip import tiny_clip, tiny_text_batch
 
 
 FAMILY_NAMES = ("clip", "metaclip_2", "siglip", "siglip2")
