@@ -86,7 +86,8 @@ def load_adapter(
     peft_model = PeftModel.from_pretrained(model, adapter, adapter_name=adapter_name, **kwargs)
     hub_kwargs = {key: kwargs[key] for key in ("subfolder", "revision", "token", "cache_dir") if key in kwargs}
     saved = {migrate_key(key) for key in load_peft_weights(str(adapter), device="cpu", **hub_kwargs)}
-    expected = set(get_peft_model_state_dict(peft_model, adapter_name=adapter_name))
+    # VoP adapters never hold embedding layers; peft's "auto" would look the base model up on the Hub to decide.
+    expected = set(get_peft_model_state_dict(peft_model, adapter_name=adapter_name, save_embedding_layers=False))
     missing = sorted(expected - saved)
     if missing:
         weights = next((Path(adapter) / name for name in WEIGHT_FILES if (Path(adapter) / name).is_file()), adapter)

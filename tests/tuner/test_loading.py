@@ -164,3 +164,17 @@ def test_an_empty_caption_batch_is_refused():
         ValueError, match=r"`input_ids` must hold at least one token of one caption; got shape \(0, 7\)"
     ):
         model.get_text_features(input_ids=torch.zeros(0, 7, dtype=torch.long))
+
+
+def test_loading_never_looks_the_base_model_up_on_the_hub(tmp_path, monkeypatch):
+    import peft.utils.save_and_load
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"looked up {args} on the Hub")
+
+    monkeypatch.setattr(peft.utils.save_and_load, "check_file_exists_on_hf_hub", refuse)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    model = get_peft_model(tiny_clip(), peft_vop.VoPConfig())
+    model.base_model.model.name_or_path = "default"  # a name that is no local folder, as the shipped CLIP records
+    model.save_pretrained(tmp_path)
+    peft_vop.load_adapter(tiny_clip(), tmp_path)
