@@ -112,6 +112,16 @@ def symmetric_contrastive_loss(
     Returns:
         `torch.Tensor`: the scalar loss, computed in float32.
     """
+    logits_per_text = scaled_similarity(text_embeds, video_embeds, logit_scale)  # [N, N]
+    targets = torch.arange(logits_per_text.shape[0], device=logits_per_text.device)
+    return (F.cross_entropy(logits_per_text, targets) + F.cross_entropy(logits_per_text.T, targets)) / 2
+
+
+def scaled_similarity(
+    text_embeds: torch.Tensor, video_embeds: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """`exp(logit_scale)` times the cosine similarity of every caption `[N, P]` with every video `[N, P]`: `[N, N]`,
+    in float32."""
     if text_embeds.shape != video_embeds.shape or text_embeds.ndim != 2:
         raise ValueError(
             f"`text_embeds` and `video_embeds` must both have shape [N, P]; got {tuple(text_embeds.shape)} and "
@@ -119,9 +129,7 @@ def symmetric_contrastive_loss(
         )
     text_embeds = F.normalize(text_embeds.float(), dim=-1)
     video_embeds = F.normalize(video_embeds.float(), dim=-1)
-    logits_per_text = logit_scale.float().exp() * text_embeds @ video_embeds.T  # [N, N]
-    targets = torch.arange(logits_per_text.shape[0], device=logits_per_text.device)
-    return (F.cross_entropy(logits_per_text, targets) + F.cross_entropy(logits_per_text.T, targets)) / 2
+    return logit_scale.float().exp() * text_embeds @ video_embeds.T
 
 
 def sigmoid_contrastive_loss(
@@ -141,14 +149,7 @@ def sigmoid_contrastive_loss(
     Returns:
         `torch.Tensor`: the scalar loss, computed in float32.
     """
-    if text_embeds.shape != video_embeds.shape or text_embeds.ndim != 2:
-        raise ValueError(
-            f"`text_embeds` and `video_embeds` must both have shape [N, P]; got {tuple(text_embeds.shape)} and "
-            f"{tuple(video_embeds.shape)}."
-        )
-    text_embeds = F.normalize(text_embeds.float(), dim=-1)
-    video_embeds = F.normalize(video_embeds.float(), dim=-1)
-    logits_per_text = logit_scale.float().exp() * text_embeds @ video_embeds.T + logit_bias.float()  # [N, N]
+    logits_per_text = scaled_similarity(text_embeds, video_embeds, logit_scale) + logit_bias.float()  # [N, N]
     signs = 2 * torch.eye(logits_per_text.shape[0], device=logits_per_text.device) - 1  # +1 positives, -1 negatives
     return -F.logsigmoid(signs * logits_per_text).sum(dim=-1).mean()
 
