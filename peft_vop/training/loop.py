@@ -397,7 +397,7 @@ def warn_if_below_zero_shot(
         f"After {state.global_step} steps the adapter's validation {metric} is {last[metric]:.2f}, below zero-shot "
         f"({state.zero_shot_metric:.2f}): the run is too short for its learning rate ({config.learning_rate:g}), or "
         f"the learning rate is too high for this data. Train longer or with a lower --learning_rate.{best}",
-        stacklevel=3,
+        stacklevel=4,  # the caller of `train` (through its signal-handling wrapper)
     )
 
 
@@ -493,7 +493,7 @@ def report_data_wait(accelerator: Accelerator, data_wait: DataWaitClock) -> None
         warnings.warn(
             f"Training waited for data {100 * data_wait.fraction:.0f}% of the time. Build a frame cache with "
             "`vop prepare` and train with `--frame_cache`, or give the loader more workers (`--num_workers`).",
-            stacklevel=3,
+            stacklevel=4,  # the caller of `train` (through its signal-handling wrapper)
         )
 
 
