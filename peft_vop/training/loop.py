@@ -253,6 +253,7 @@ def train(
         else:
             state.epoch, state.batches_in_epoch = epoch + 1, 0
     logger.close()
+    data_wait.stop()
     result.data_wait_fraction = data_wait.fraction
     report_data_wait(accelerator, data_wait)
     if result.eval_history:

@@ -211,13 +211,19 @@ class DataWaitClock:
     Measures how much of the training time the step spends waiting for its next batch.
 
     Iterate the loader through [`batches`]; wrap work that is not training (evaluation, checkpoints) in
-    [`paused`]. `fraction` is then the time spent inside the loader's `next` over the training time.
+    [`paused`]; call [`stop`] when training ends. `fraction` is then the time spent inside the loader's `next` over
+    the training time.
     """
 
     def __init__(self) -> None:
         self.waited = 0.0
         self.paused_seconds = 0.0
         self.started: float | None = None
+        self.stopped: float | None = None
+
+    def stop(self) -> None:
+        """End the training time here, so that `elapsed` and `fraction` stay what they are when read later."""
+        self.stopped = time.perf_counter()
 
     def batches(self, loader: Iterable[Any]) -> Iterator[Any]:
         """Yield the batches of `loader`, adding the time each took to arrive to `waited`."""
@@ -245,10 +251,11 @@ class DataWaitClock:
 
     @property
     def elapsed(self) -> float:
-        """Training time so far: since the first batch was asked for, less the paused time."""
+        """Training time: since the first batch was asked for until `stop` (or now), less the paused time."""
         if self.started is None:
             return 0.0
-        return time.perf_counter() - self.started - self.paused_seconds
+        end = time.perf_counter() if self.stopped is None else self.stopped
+        return end - self.started - self.paused_seconds
 
     @property
     def fraction(self) -> float | None:

@@ -157,6 +157,10 @@ def test_data_wait_clock_counts_only_the_wait_for_batches():
     assert 0.15 <= clock.waited < 0.25
     assert 0.3 <= clock.elapsed < 0.45
     assert 0.35 < clock.fraction < 0.65
+    clock.stop()
+    stopped = clock.elapsed, clock.fraction
+    time.sleep(0.05)
+    assert (clock.elapsed, clock.fraction) == stopped  # read later, as the report is, the numbers do not move
 
 
 def test_training_reports_the_data_wait(tmp_path, capfd):
