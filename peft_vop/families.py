@@ -164,36 +164,61 @@ def model_family(model: nn.Module) -> BackboneFamily:
     raise TypeError(f"`model` must be a dual encoder of {FAMILY_NAMES}; got {type(base).__name__} ({model_type!r}).")
 
 
-def vision_inputs(model: nn.Module, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The vision inputs of `model.get_image_features` for normalised frames `[..., 3, H, W]`.
+def patch_sequences(frames: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Cut frames `[..., 3, H, W]` into SigLIP 2's patch sequences `[..., (H/p)*(W/p), p*p*3]`, in the order of
+    `Siglip2ImageProcessor` (rows of patches, each patch flattened as `[p, p, 3]`)."""
+    *lead, channels, height, width = frames.shape
+    if height % patch_size or width % patch_size:
+        raise ValueError(
+            f"SigLIP 2 frames must be a multiple of its patch size {patch_size} high and wide; got {height} x {width}."
+        )
+    rows, columns = height // patch_size, width // patch_size
+    # [..., 3, H, W] -> [..., 3, rows, p, columns, p] -> [..., rows, columns, p, p, 3] -> [..., rows*columns, p*p*3]
+    patches = frames.reshape(*lead, channels, rows, patch_size, columns, patch_size)
+    return patches.movedim(-5, -1).transpose(-4, -3).reshape(*lead, rows * columns, patch_size * patch_size * channels)
 
-    Every family but SigLIP 2 takes the frames as they are. SigLIP 2's vision tower takes patch sequences: the frames
-    (all of one fixed size, as a fixed-resolution image processor makes them) are cut into `patch_size` patches in
-    the order of `Siglip2ImageProcessor` (rows of patches, each patch flattened as `[p, p, 3]`), with a mask of ones
-    (no padded patches) and each frame's patch grid as `spatial_shapes`.
+
+def vision_inputs(
+    model: nn.Module,
+    pixel_values: torch.Tensor,
+    pixel_attention_mask: torch.Tensor | None = None,
+    spatial_shapes: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """The vision inputs of `model.get_image_features` for normalised frames `[..., 3, H, W]`, or for SigLIP 2 patch
+    sequences that already come with their mask and shapes.
+
+    Every family but SigLIP 2 takes the frames as they are. SigLIP 2's vision tower takes patch sequences: frames of
+    one fixed size (as a fixed-resolution image processor makes them) are cut into `patch_size` patches
+    ([`patch_sequences`]), with a mask of ones (no padded patches) and each frame's patch grid as `spatial_shapes`.
+    Patch sequences made by a NaFlex image processor (`FramePreprocessor.patch_inputs`: every video on its own grid,
+    padded to `max_num_patches`) are passed on with their `pixel_attention_mask` and `spatial_shapes`.
 
     Args:
         model (`torch.nn.Module`): the dual encoder (or a `PeftModel` over one).
-        pixel_values (`torch.FloatTensor` of shape `[..., 3, H, W]`): frames, e.g. videos `[B, F, 3, H, W]`.
+        pixel_values (`torch.FloatTensor`): frames `[..., 3, H, W]`, e.g. videos `[B, F, 3, H, W]`; or SigLIP 2
+            patch sequences `[..., N, 3*p*p]` with the two arguments below.
+        pixel_attention_mask (`torch.LongTensor` of shape `[..., N]`, *optional*): 1 for real patches, 0 for padding.
+        spatial_shapes (`torch.LongTensor` of shape `[..., 2]`, *optional*): each frame's patch grid (rows, columns).
 
     Returns:
-        `dict`: `pixel_values` (and for SigLIP 2 `pixel_attention_mask` `[..., P]`, `spatial_shapes` `[..., 2]`).
+        `dict`: `pixel_values` (and for SigLIP 2 `pixel_attention_mask` `[..., N]`, `spatial_shapes` `[..., 2]`).
     """
+    if (pixel_attention_mask is None) != (spatial_shapes is None):
+        raise ValueError("`pixel_attention_mask` and `spatial_shapes` go together; give both or neither.")
+    if pixel_attention_mask is not None:
+        return {
+            "pixel_values": pixel_values,
+            "pixel_attention_mask": pixel_attention_mask,
+            "spatial_shapes": spatial_shapes,
+        }
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if getattr(getattr(base, "config", None), "model_type", None) != "siglip2":  # the one family taking patches
         return {"pixel_values": pixel_values}
     patch = base.config.vision_config.patch_size
-    *lead, channels, height, width = pixel_values.shape
-    if height % patch or width % patch:
-        raise ValueError(
-            f"SigLIP 2 frames must be a multiple of its patch size {patch} high and wide; got {height} x {width}."
-        )
-    rows, columns = height // patch, width // patch
-    # [..., 3, H, W] -> [..., 3, rows, p, columns, p] -> [..., rows, columns, p, p, 3] -> [..., rows*columns, p*p*3]
-    patches = pixel_values.reshape(*lead, channels, rows, patch, columns, patch)
-    patches = patches.movedim(-5, -1).transpose(-4, -3).reshape(*lead, rows * columns, patch * patch * channels)
-    mask = torch.ones(*lead, rows * columns, dtype=torch.long, device=pixel_values.device)
-    shapes = torch.tensor([rows, columns], device=pixel_values.device).expand(*lead, 2).contiguous()
+    patches = patch_sequences(pixel_values, patch)
+    lead, (height, width) = pixel_values.shape[:-3], pixel_values.shape[-2:]
+    mask = torch.ones(*lead, patches.shape[-2], dtype=torch.long, device=pixel_values.device)
+    shapes = torch.tensor([height // patch, width // patch], device=pixel_values.device).expand(*lead, 2).contiguous()
     return {"pixel_values": patches, "pixel_attention_mask": mask, "spatial_shapes": shapes}
 
 

@@ -157,6 +157,9 @@ class VideoTextDataset(Dataset):
         """The settings that decide which frames a cache entry holds; a cache built with others is refused."""
         resize = {key: self.preprocessor.to_dict()[key] for key in ("shortest_edge", "resize_height", "resize_width")}
         resize["resample"] = self.preprocessor.resample
+        if self.preprocessor.is_naflex:  # only then, so that caches built before these fields existed stay valid
+            resize["patch_size"] = self.preprocessor.patch_size
+            resize["max_num_patches"] = self.preprocessor.max_num_patches
         return {"num_frames": self.num_frames, "sampling": self.sampling, "seed": self.seed, "resize": resize}
 
     def set_epoch(self, epoch: int) -> None:
@@ -240,9 +243,11 @@ class VideoTextDataset(Dataset):
         frames, crop = self._crop(frames, video_index)
         # Without device preprocessing the crop happens here; a box that leaves the frames as they are (every center
         # crop: the whole frame, at the output size, unflipped) is skipped.
-        unchanged = crop == CropBox(0, 0, *frames.shape[-2:]) and crop[2:4] == self.preprocessor.output_size
+        # (A NaFlex processor's output is the video's own resized size.)
+        size = tuple(frames.shape[-2:])
+        unchanged = crop == CropBox(0, 0, *size) and crop[2:4] == (self.preprocessor.output_size or size)
         if not self.device_preprocessing and not unchanged:
-            frames = self.preprocessor.crop_resize(frames, crop).to(torch.uint8)
+            frames = self.preprocessor.crop_resize(frames, crop, size).to(torch.uint8)
         if caption_index is None and record.captions:
             caption_index = (
                 int(self._rng(video_index, _CAPTION_STREAM).integers(len(record.captions))) if self.train else 0
@@ -279,6 +284,10 @@ class VideoTextCollator:
     - `pixel_values` (`torch.FloatTensor [B, F, 3, H, W]`): normalised with the checkpoint's mean/std; or, for
       items of a dataset with `device_preprocessing=True`, `frames` (`torch.ByteTensor [B, F, 3, H, W]`, zero-padded
       to the largest video) and `crops` (`list[CropBox]`) for `DeviceFramePreprocessor`;
+    - for a NaFlex processor (SigLIP 2), instead of `pixel_values [B, F, 3, H, W]`: the patch sequences
+      `pixel_values [B, F, N, 3*p*p]` with `pixel_attention_mask [B, F, N]` and `spatial_shapes [B, F, 2]`
+      (`FramePreprocessor.patch_inputs`); with device preprocessing, `frames`, `crops` and `frame_sizes` (each
+      video's own size in `frames`);
     - `input_ids`, `attention_mask` (`torch.LongTensor [B, L]`): the captions, tokenised (if a tokenizer is
       given);
     - `video_index` (`torch.LongTensor [B]`): position of each video in the dataset's records;
@@ -315,10 +324,17 @@ class VideoTextCollator:
             "repaired": [item["repaired"] for item in kept if item["repaired"]],
             "video_index": torch.tensor([item["video_index"] for item in kept], dtype=torch.long),
         }
+        naflex = self.preprocessor.is_naflex
         if kept and "crop" in kept[0]:
             # B x [F, 3, H_i, W_i] -> [B, F, 3, max H_i, max W_i], uint8, for DeviceFramePreprocessor
             batch["frames"] = _stack_padded([item["frames"] for item in kept])
             batch["crops"] = [item["crop"] for item in kept]
+            if naflex:
+                batch["frame_sizes"] = [tuple(item["frames"].shape[-2:]) for item in kept]
+        elif naflex:
+            # B x [F, 3, H_i, W_i] -> pixel_values [B, F, N, 3*p*p], pixel_attention_mask [B, F, N], spatial_shapes
+            videos = [self.preprocessor.normalize(item["frames"]) for item in kept]
+            batch.update(self.preprocessor.patch_inputs(videos, num_frames=None if kept else items[0]["num_frames"]))
         elif kept:
             # B x [F, 3, H, W] -> [B, F, 3, H, W]
             batch["pixel_values"] = self.preprocessor.normalize(torch.stack([item["frames"] for item in kept]))

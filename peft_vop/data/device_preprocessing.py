@@ -51,19 +51,53 @@ class DeviceFramePreprocessor:
         Args:
             batch (`dict`):
                 A collated batch of `VideoTextDataset(..., device_preprocessing=True)` items: `frames`
-                (`uint8 [B, F, 3, H, W]`) and `crops` (`list[CropBox]`, one per video).
+                (`uint8 [B, F, 3, H, W]`) and `crops` (`list[CropBox]`, one per video); for a NaFlex processor
+                also `frame_sizes` (each video's own `(H_i, W_i)` in `frames`).
 
         Returns:
-            `dict`: the batch with `pixel_values` instead of `frames` and `crops`.
+            `dict`: the batch with `pixel_values` instead of `frames` and `crops`; for a NaFlex processor the patch
+            sequences `pixel_values [B, F, N, 3*p*p]`, `pixel_attention_mask` and `spatial_shapes` instead of
+            `frames`, `crops` and `frame_sizes` (`FramePreprocessor.patch_inputs`).
         """
         if "frames" not in batch:
             return batch
         frames, crops = batch["frames"], batch["crops"]
         if len(crops) != frames.shape[0]:
             raise ValueError(f"`crops` must have one box per video; got {len(crops)} for {frames.shape[0]} videos.")
-        batch = {key: value for key, value in batch.items() if key not in ("frames", "crops")}
-        batch["pixel_values"] = self.pixel_values(frames, crops)
+        sizes = batch.get("frame_sizes")
+        batch = {key: value for key, value in batch.items() if key not in ("frames", "crops", "frame_sizes")}
+        if self.preprocessor.is_naflex:
+            if sizes is None or len(sizes) != len(crops):
+                raise ValueError("A NaFlex batch needs `frame_sizes`, one per video (VideoTextCollator adds them).")
+            batch.update(self.patch_inputs(frames, crops, sizes))
+        else:
+            batch["pixel_values"] = self.pixel_values(frames, crops)
         return batch
+
+    def patch_inputs(
+        self, frames: torch.Tensor, crops: list[CropBox], sizes: list[tuple[int, int]]
+    ) -> dict[str, torch.Tensor]:
+        """NaFlex: crop, resize back to each video's own size, flip, normalise, and cut into patch sequences.
+
+        Args:
+            frames (`torch.Tensor` of shape `[B, F, 3, H, W]`, `uint8`): resized frames, zero-padded.
+            crops (`list[CropBox]`): each video's box and flip.
+            sizes (`list[tuple[int, int]]`): each video's resized size (the output size of its crop).
+
+        Returns:
+            `dict`: `pixel_values [B, F, N, 3*p*p]`, `pixel_attention_mask [B, F, N]`, `spatial_shapes [B, F, 2]`.
+        """
+        scale, shift = self._factors_on(frames.device)
+        videos = [
+            self.preprocessor.crop_resize(frames[index], box, tuple(size)).mul_(scale).sub_(shift)
+            for index, (box, size) in enumerate(zip(crops, sizes))
+        ]
+        return self.preprocessor.patch_inputs(videos, num_frames=frames.shape[1])
+
+    def _factors_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._factors:
+            self._factors[device] = tuple(f.to(device) for f in self.preprocessor.normalization_factors())
+        return self._factors[device]
 
     def pixel_values(self, frames: torch.Tensor, crops: list[CropBox]) -> torch.Tensor:
         """Crop, resize, flip and normalise a batch of videos.
@@ -86,9 +120,5 @@ class DeviceFramePreprocessor:
         # Each video has its own box, so resizing goes video by video; all F frames of a video resize together.
         for index, box in enumerate(crops):
             pixels[index] = self.preprocessor.crop_resize(frames[index], box)  # [F, 3, h, w]
-        if pixels.device not in self._factors:
-            self._factors[pixels.device] = tuple(
-                f.to(pixels.device) for f in self.preprocessor.normalization_factors()
-            )
-        scale, shift = self._factors[pixels.device]
+        scale, shift = self._factors_on(pixels.device)
         return pixels.mul_(scale).sub_(shift)  # FramePreprocessor.normalize, in place on [B, F, 3, h, w]

@@ -10,6 +10,12 @@ split in the three places it is needed:
    frames of a video, `crop_resize` applies it), on the `uint8` frames of one video.
 3. `normalize`: rescale to `[0, 1]` and standardise with the processor's mean and std.
 
+SigLIP 2's NaFlex image processor (`Siglip2ImageProcessor`) has no fixed size: it resizes each image, keeping its
+aspect ratio, to the largest grid of `patch_size` patches with at most `max_num_patches` of them. All frames of a video
+share their size, so a video is resized once to its own grid (step 1, what a frame cache stores); the training crop is
+resized back to that grid, and `patch_inputs` cuts the normalised frames into patch sequences padded to
+`max_num_patches`, with the `pixel_attention_mask` and `spatial_shapes` the model takes.
+
 Steps 2 (the training crop) and 3 run either per video on the CPU (`random_resized_crop` in the dataset, `normalize`
 in the collator) or batched on the training device (`DeviceFramePreprocessor`), with the same code.
 """
@@ -88,6 +94,11 @@ class FramePreprocessor:
             Per-channel mean; `None` when the processor does not normalise.
         image_std (`tuple[float, ...]`, *optional*):
             Per-channel standard deviation.
+        patch_size (`int`, *optional*):
+            With `max_num_patches`, a NaFlex processor (SigLIP 2): the side of a patch.
+        max_num_patches (`int`, *optional*):
+            Each video is resized, keeping its aspect ratio, to the largest grid of patches with at most this many
+            patches, and its patch sequences are padded to this length.
     """
 
     shortest_edge: int | None = None
@@ -99,8 +110,24 @@ class FramePreprocessor:
     rescale_factor: float | None = None
     image_mean: tuple[float, ...] | None = None
     image_std: tuple[float, ...] | None = None
+    patch_size: int | None = None
+    max_num_patches: int | None = None
 
     def __post_init__(self):
+        if (self.patch_size is None) != (self.max_num_patches is None):
+            raise ValueError(
+                f"`patch_size` and `max_num_patches` go together; got {self.patch_size} and {self.max_num_patches}."
+            )
+        sizes = (self.shortest_edge, self.resize_height, self.resize_width, self.crop_height, self.crop_width)
+        if self.patch_size is not None and any(size is not None for size in sizes):
+            raise ValueError(
+                "A NaFlex preprocessor (`patch_size`, `max_num_patches`) sizes each video itself; it takes no "
+                f"`shortest_edge`, `resize_height`/`resize_width` or crop; got {self.to_dict()}."
+            )
+        for name in ("patch_size", "max_num_patches"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
         fixed = self.resize_height is not None or self.resize_width is not None
         if fixed and (self.resize_height is None or self.resize_width is None or self.shortest_edge is not None):
             raise ValueError(
@@ -128,16 +155,20 @@ class FramePreprocessor:
         Returns:
             `FramePreprocessor`.
         """
-        if getattr(image_processor, "max_num_patches", None) is not None:
-            raise ValueError(
-                f"The image processor is a NaFlex one ({type(image_processor).__name__}, "
-                f"max_num_patches={image_processor.max_num_patches}): it gives each image its own patch grid, and VoP's "
-                "video pipeline needs frames of one fixed size. Use a fixed-resolution image processor: a "
-                "`SiglipImageProcessor` with `size` {height, width} (as `google/siglip2-base-patch16-224` has), saved "
-                "into the checkpoint's folder as `preprocessor_config.json`."
-            )
         kwargs: dict[str, Any] = {}
-        if getattr(image_processor, "do_resize", True):
+        if getattr(image_processor, "max_num_patches", None) is not None:  # SigLIP 2's NaFlex processor
+            if not getattr(image_processor, "do_resize", True):
+                raise ValueError(
+                    f"The NaFlex image processor {type(image_processor).__name__} has do_resize=False; VoP's video "
+                    "pipeline needs it to resize each video to its patch grid (do_resize=True)."
+                )
+            kwargs.update(
+                patch_size=int(image_processor.patch_size), max_num_patches=int(image_processor.max_num_patches)
+            )
+            resample = getattr(image_processor, "resample", None)
+            if resample is not None:
+                kwargs["resample"] = int(resample)
+        elif getattr(image_processor, "do_resize", True):
             size = image_processor.size
             shortest, height, width = (_size_entry(size, key) for key in ("shortest_edge", "height", "width"))
             if shortest is not None:
@@ -184,8 +215,21 @@ class FramePreprocessor:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
     @property
+    def is_naflex(self) -> bool:
+        """Whether frames become patch sequences on each video's own grid (SigLIP 2's NaFlex processor)."""
+        return self.max_num_patches is not None
+
+    def naflex_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size a NaFlex processor resizes a `height x width` frame to: the aspect ratio kept, both sides
+        multiples of `patch_size`, at most `max_num_patches` patches (`transformers`' own rule)."""
+        from transformers.models.siglip2.image_processing_pil_siglip2 import get_image_size_for_max_num_patches
+
+        return get_image_size_for_max_num_patches(height, width, self.patch_size, self.max_num_patches)
+
+    @property
     def output_size(self) -> tuple[int, int] | None:
-        """`(height, width)` of the frames the model receives, when it does not depend on the video."""
+        """`(height, width)` of the frames the model receives, when it does not depend on the video (`None` for a
+        NaFlex processor: each video keeps the size `resize` gave it)."""
         if self.crop_height is not None:
             return self.crop_height, self.crop_width
         if self.resize_height is not None:
@@ -206,7 +250,9 @@ class FramePreprocessor:
         """
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"`frames` must have shape [frames, height, width, 3]; got {tuple(frames.shape)}.")
-        if self.shortest_edge is not None:
+        if self.is_naflex:
+            size = self.naflex_size(*frames.shape[1:3])
+        elif self.shortest_edge is not None:
             size = get_resize_output_image_size(
                 frames[0], self.shortest_edge, default_to_square=False, input_data_format=ChannelDimension.LAST
             )
@@ -290,7 +336,7 @@ class FramePreprocessor:
         top, left, crop_height, crop_width = _random_crop_box(height, width, rng, scale, ratio)
         return CropBox(top, left, crop_height, crop_width, bool(rng.random() < flip_probability))
 
-    def crop_resize(self, frames: torch.Tensor, box: CropBox) -> torch.Tensor:
+    def crop_resize(self, frames: torch.Tensor, box: CropBox, size: tuple[int, int] | None = None) -> torch.Tensor:
         """Cut `box` out of the frames of one video, resize it to the output size, and flip it if `box.flip`.
 
         The same code runs on the CPU (in a loader worker, `random_resized_crop`) and on the training device
@@ -302,11 +348,14 @@ class FramePreprocessor:
                 Resized frames of one video.
             box (`CropBox`):
                 The crop; it must lie inside the frames.
+            size (`tuple[int, int]`, *optional*):
+                The output size when the processor has none of its own: for a NaFlex processor the video's resized
+                size (the crop is resized back to the video's patch grid); else the box's size.
 
         Returns:
             `torch.Tensor` of shape `[F, 3, crop_height, crop_width]`, `float32` holding whole numbers in `[0, 255]`.
         """
-        output_size = self.output_size or (box.height, box.width)
+        output_size = self.output_size or size or (box.height, box.width)
         # [F, 3, H, W] -> [F, 3, box.height, box.width] -> [F, 3, crop_height, crop_width]
         crop = frames[:, :, box.top : box.top + box.height, box.left : box.left + box.width].float()
         if (box.height, box.width) != tuple(output_size):
@@ -344,11 +393,11 @@ class FramePreprocessor:
         """
         self.check_random_crop()
         box = self.draw_crop(*frames.shape[-2:], rng, scale, ratio, flip_probability)
-        return self.crop_resize(frames, box).to(torch.uint8)
+        return self.crop_resize(frames, box, tuple(frames.shape[-2:])).to(torch.uint8)
 
     def check_random_crop(self) -> None:
         """Raise `ValueError` if the processor's settings do not allow a random resized crop."""
-        if self.output_size is None:
+        if self.output_size is None and not self.is_naflex:
             raise ValueError(
                 "A random resized crop needs an output size: the image processor has neither `crop_size` nor a "
                 "fixed `size`."
@@ -391,6 +440,46 @@ class FramePreprocessor:
         """
         scale, shift = (factor.to(frames.device) for factor in self.normalization_factors())
         return frames.float().mul_(scale).sub_(shift)
+
+    # --- 4. patch sequences (NaFlex) -----------------------------------------------------------------------
+
+    def patch_inputs(self, videos: list[torch.Tensor], num_frames: int | None = None) -> dict[str, torch.Tensor]:
+        """SigLIP 2's vision inputs for normalised videos, each on its own patch grid, as the NaFlex processor
+        makes them for images: patch sequences padded to `max_num_patches`, with their mask and grid.
+
+        Args:
+            videos (`list[torch.Tensor]`):
+                `B` videos `[F, 3, H_i, W_i]`, `float32`, normalised; `H_i` and `W_i` multiples of `patch_size`.
+            num_frames (`int`, *optional*):
+                `F`, for an empty batch.
+
+        Returns:
+            `dict`: `pixel_values` (`float32 [B, F, N, 3*p*p]`, `N = max_num_patches`, zero past each video's
+            patches), `pixel_attention_mask` (`int64 [B, F, N]`, 1 for real patches) and `spatial_shapes`
+            (`int64 [B, F, 2]`, each video's grid as rows and columns).
+        """
+        from ..families import patch_sequences
+
+        if not self.is_naflex:
+            raise ValueError("`patch_inputs` is for NaFlex processors (`patch_size` and `max_num_patches` set).")
+        frames = videos[0].shape[0] if videos else (num_frames or 0)
+        device = videos[0].device if videos else None
+        length, patch = self.max_num_patches, self.patch_size
+        pixel_values = torch.zeros(len(videos), frames, length, 3 * patch * patch, device=device)
+        mask = torch.zeros(len(videos), frames, length, dtype=torch.long, device=device)
+        shapes = torch.zeros(len(videos), frames, 2, dtype=torch.long, device=device)
+        for index, video in enumerate(videos):
+            patches = patch_sequences(video, patch)  # [F, n_i, 3*p*p]
+            count = patches.shape[1]
+            if count > length:
+                raise ValueError(
+                    f"A video of {tuple(video.shape[-2:])} pixels has {count} patches of {patch}; the processor "
+                    f"takes at most max_num_patches={length}."
+                )
+            pixel_values[index, :, :count] = patches
+            mask[index, :, :count] = 1
+            shapes[index, :, 0], shapes[index, :, 1] = video.shape[-2] // patch, video.shape[-1] // patch
+        return {"pixel_values": pixel_values, "pixel_attention_mask": mask, "spatial_shapes": shapes}
 
 
 def _random_crop_box(

@@ -26,7 +26,12 @@ def _model_device_and_dtype(model: torch.nn.Module) -> tuple[torch.device, torch
     return parameter.device, parameter.dtype
 
 
-def embed_videos(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
+def embed_videos(
+    model: Any,
+    pixel_values: torch.Tensor,
+    pixel_attention_mask: torch.Tensor | None = None,
+    spatial_shapes: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Video embeddings of a batch of clips.
 
     Runs in the caller's grad mode, so the same embeddings serve a training loss; `encode_videos` runs without
@@ -40,19 +45,37 @@ def embed_videos(model: Any, pixel_values: torch.Tensor) -> torch.Tensor:
         model (`transformers.CLIPModel` or `peft.PeftModel`):
             The model, in eval mode.
         pixel_values (`torch.FloatTensor` of shape `[B, F, 3, H, W]`):
-            Normalised frames, as `VideoTextCollator` makes them.
+            Normalised frames, as `VideoTextCollator` makes them; for a NaFlex processor (SigLIP 2) patch sequences
+            `[B, F, N, 3*p*p]` with the two arguments below.
+        pixel_attention_mask (`torch.LongTensor` of shape `[B, F, N]`, *optional*):
+            NaFlex: 1 for real patches, 0 for padding.
+        spatial_shapes (`torch.LongTensor` of shape `[B, F, 2]`, *optional*):
+            NaFlex: each frame's patch grid.
 
     Returns:
         `torch.FloatTensor` of shape `[B, P]`: unit-norm video embeddings.
     """
-    if pixel_values.ndim != 5:
-        raise ValueError(f"`pixel_values` must have shape [B, F, 3, H, W]; got {tuple(pixel_values.shape)}.")
+    patches = pixel_attention_mask is not None
+    if pixel_values.ndim != (4 if patches else 5):
+        expected = "[B, F, N, 3*p*p] (patch sequences)" if patches else "[B, F, 3, H, W]"
+        raise ValueError(f"`pixel_values` must have shape {expected}; got {tuple(pixel_values.shape)}.")
+    inputs = vision_inputs(model, pixel_values, pixel_attention_mask, spatial_shapes)
     if is_vop_model(model):
-        return model.get_image_features(**vision_inputs(model, pixel_values)).pooler_output
+        return model.get_image_features(**inputs).pooler_output
     batch, frames = pixel_values.shape[:2]
-    # [B, F, 3, H, W] -> [B*F, 3, H, W] -> [B*F, P] -> [B, F, P] -> [B, P]
-    frame_embeds = model.get_image_features(**vision_inputs(model, pixel_values.flatten(0, 1))).pooler_output
+    # [B, F, ...] -> [B*F, ...] -> [B*F, P] -> [B, F, P] -> [B, P]
+    frame_embeds = model.get_image_features(**{k: v.flatten(0, 1) for k, v in inputs.items()}).pooler_output
     return mean_pool_frames(frame_embeds.view(batch, frames, -1))
+
+
+def video_inputs(batch: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The video part of a collated batch on `device`, for `embed_videos`: `pixel_values` in `dtype`, and a NaFlex
+    batch's `pixel_attention_mask` and `spatial_shapes` as they are."""
+    inputs = {"pixel_values": batch["pixel_values"].to(device=device, dtype=dtype, non_blocking=True)}
+    for key in ("pixel_attention_mask", "spatial_shapes"):
+        if key in batch:
+            inputs[key] = batch[key].to(device=device, non_blocking=True)
+    return inputs
 
 
 def embed_texts(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -111,10 +134,10 @@ def encode_videos(model: Any, batches: Iterable[dict[str, Any]], *, progress: bo
         skipped.extend(batch.get("skipped", []))
         repaired.extend(batch.get("repaired", []))
         if batch["pixel_values"].shape[0] > 0:
-            pixel_values = batch["pixel_values"].to(device=device, dtype=dtype, non_blocking=True)
-            embeddings.append(embed_videos(model, pixel_values).float().cpu())
+            inputs = video_inputs(batch, device, dtype)
+            embeddings.append(embed_videos(model, **inputs).float().cpu())
             indices.append(batch["video_index"])
-            del pixel_values
+            del inputs
         del batch  # frames are dropped before the next batch is loaded
         bar.update(1)
     bar.close()

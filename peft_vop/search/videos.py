@@ -17,7 +17,7 @@ from ..data.decoding import VideoReader
 from ..data.frame_sampling import sample_frame_indices
 from ..data.preprocessing import FramePreprocessor
 from ..data.records import VideoRecord, read_annotations
-from ..retrieval.encoding import embed_videos
+from ..retrieval.encoding import embed_videos, video_inputs
 from .model import LoadedModel
 
 
@@ -208,6 +208,6 @@ def embedding_batches(loaded: LoadedModel, entries, *, batch_size: int, num_work
         for batch in loader:
             embeddings = torch.empty(0)
             if batch["pixel_values"].shape[0] > 0:
-                pixel_values = batch["pixel_values"].to(device=parameter.device, dtype=parameter.dtype)
-                embeddings = embed_videos(loaded.model, pixel_values).float().cpu()
+                inputs = video_inputs(batch, parameter.device, parameter.dtype)
+                embeddings = embed_videos(loaded.model, **inputs).float().cpu()
             yield batch["video_index"], embeddings, batch["skipped"], batch["duration"]

@@ -49,6 +49,8 @@ class VideoTextEncoder(torch.nn.Module):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
+        pixel_attention_mask: torch.Tensor | None = None,
+        spatial_shapes: torch.Tensor | None = None,
         **unused,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """
@@ -58,7 +60,10 @@ class VideoTextEncoder(torch.nn.Module):
             input_ids (`torch.LongTensor` of shape `[T, L]`, *optional*): caption token ids.
             attention_mask (`torch.LongTensor` of shape `[T, L]`, *optional*): 1 for real tokens, 0 for padding.
             pixel_values (`torch.FloatTensor` of shape `[B, F, 3, H, W]`, *optional*): the frames of B videos
-                (cut into patch sequences here for SigLIP 2, see [`peft_vop.families.vision_inputs`]).
+                (cut into patch sequences here for SigLIP 2, see [`peft_vop.families.vision_inputs`]); for a NaFlex
+                processor the patch sequences `[B, F, N, 3*p*p]`, with the next two arguments.
+            pixel_attention_mask (`torch.LongTensor` of shape `[B, F, N]`, *optional*): NaFlex patch mask.
+            spatial_shapes (`torch.LongTensor` of shape `[B, F, 2]`, *optional*): NaFlex patch grids.
             unused: other collator fields (ids, caption indices), ignored.
 
         Returns:
@@ -66,7 +71,7 @@ class VideoTextEncoder(torch.nn.Module):
         """
         video_embeds = text_embeds = None
         if pixel_values is not None:
-            video_embeds = embed_videos(self.model, pixel_values)
+            video_embeds = embed_videos(self.model, pixel_values, pixel_attention_mask, spatial_shapes)
         if input_ids is not None:
             text_embeds = embed_texts(self.model, input_ids, attention_mask)
         return video_embeds, text_embeds

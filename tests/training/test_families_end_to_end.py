@@ -1,6 +1,7 @@
 """`vop prepare` → `vop train` → `vop eval` end to end on the synthetic world, with a tiny random checkpoint of a
 family other than CLIP: MetaCLIP 2 (softmax loss, CLIP's preprocessing) and SigLIP 2 (sigmoid loss, captions padded
-to a fixed length, frames cut into patch sequences from a fixed-resolution image processor)."""
+to a fixed length, frames cut into patch sequences), with a fixed-resolution image processor and with its NaFlex
+one."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from transformers import (
     Siglip2Model,
     SiglipImageProcessor,
 )
+from transformers.models.siglip2.image_processing_pil_siglip2 import Siglip2ImageProcessorPil
 
 from peft_vop.cli.main import main
 from peft_vop.data import FramePreprocessor
@@ -52,17 +54,21 @@ def save_checkpoint(family: str, directory: Path) -> Path:
         model = Siglip2Model(
             Siglip2Config(text_config=text, vision_config={**VISION, "num_patches": 16, "patch_size": 8})
         )
-        # SigLIP 2's fixed-resolution checkpoints (e.g. google/siglip2-base-patch16-224) ship this processor.
-        image_processor = SiglipImageProcessor(size={"height": 32, "width": 32})
+        if family == "siglip2_naflex":  # as google/siglip2-base-patch16-naflex: each image on its own patch grid
+            image_processor = Siglip2ImageProcessorPil(patch_size=8, max_num_patches=16)
+        else:  # SigLIP 2's fixed-resolution checkpoints (e.g. google/siglip2-base-patch16-224) ship this processor
+            image_processor = SiglipImageProcessor(size={"height": 32, "width": 32})
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     image_processor.save_pretrained(directory)
     return directory
 
 
-@pytest.mark.parametrize("family", ["metaclip_2", "siglip2"])
+@pytest.mark.parametrize("family", ["metaclip_2", "siglip2", "siglip2_naflex"])
 def test_prepare_train_eval(family, tmp_path, capsys):
     checkpoint = str(save_checkpoint(family, tmp_path / family))
+    naflex, family = family == "siglip2_naflex", family.removesuffix("_naflex")
+    assert FramePreprocessor.from_pretrained(checkpoint).is_naflex == naflex
     # SigLIP 2 pads every caption to the fixed length it was trained with; MetaCLIP 2 to the longest in the batch.
     tokenizer, captions = AutoTokenizer.from_pretrained(checkpoint), ["a red ball", "a red ball rolls left"]
     longest = tokenizer(captions, padding=True, return_tensors="pt")["input_ids"].shape[1]
@@ -120,14 +126,6 @@ def test_prepare_train_eval(family, tmp_path, capsys):
     )
 
 
-def test_naflex_image_processors_are_refused_with_the_checkpoint_named(tmp_path):
-    from transformers.models.siglip2.image_processing_pil_siglip2 import Siglip2ImageProcessorPil
-
-    Siglip2ImageProcessorPil(patch_size=8, max_num_patches=16).save_pretrained(tmp_path / "naflex")
-    with pytest.raises(ValueError, match=r"naflex.*NaFlex one \(Siglip2ImageProcessor.*max_num_patches=16.*fixed-res"):
-        FramePreprocessor.from_pretrained(tmp_path / "naflex")
-
-
 def test_a_checkpoint_of_another_kind_is_refused_before_its_weights_are_read(tmp_path, capsys):
     config = BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
     BertModel(config).save_pretrained(tmp_path / "bert")
@@ -141,7 +139,7 @@ def test_a_checkpoint_of_another_kind_is_refused_before_its_weights_are_read(tmp
     assert "is a 'bert' checkpoint; VoP supports" in error and "'metaclip_2'" in error and "Siglip2Model" in error
 
 
-@pytest.mark.parametrize("family", ["metaclip_2", "siglip2"])
+@pytest.mark.parametrize("family", ["metaclip_2", "siglip2", "siglip2_naflex"])
 def test_vop_index_and_search_with_each_family(family, tmp_path):
     from peft import get_peft_model
 
