@@ -7,7 +7,8 @@ random weights (nothing is downloaded), B videos x F frames:
   analytic FLOP ratios: of what peft-vop runs (prompts skip the MLP, see `flops.py`) and of prompts through the whole
   layer (58 vs 50 tokens at B/32, the issue's reference point); interleaved repetitions, median of per-pair ratios.
 - `train`: one training step (forward, symmetric contrastive loss, backward, AdamW) with prompt tuning / with full
-  fine-tuning; and the peak memory above the loaded model of each, every step in a fresh process.
+  fine-tuning; and the peak memory above the loaded model of each, every step in a fresh process (on the CPU, the
+  peak of live tensors: see `peak_memory` and `--cpu_allocator`).
 - `variants`: the same step time and peak memory for every VoP variant, next to plain VoP and full fine-tuning,
   with the analytic FLOP ratio of each variant over plain VoP.
 
@@ -71,14 +72,20 @@ def clip_config(geometry: str):
     return config_class(vision_config=vision)
 
 
+CHECKPOINTED = "vop+checkpointing"  # plain VoP with gradient checkpointing (`vop train --gradient_checkpointing`)
+
+
 def build(geometry: str, device: str, mode: str, frames: int):
-    """A model of the family for `mode`: "full" (every weight trains) or a VoP variant name."""
+    """A model of the family for `mode`: "full" (every weight trains), a VoP variant name, or `CHECKPOINTED`."""
     torch.manual_seed(0)
     clip = FAMILIES[FAMILY][1](clip_config(geometry)).to(device)
     if mode == "full":
         return clip.train()
-    config = peft_vop.VoPConfig(num_frames=frames, **VARIANT_OPTIONS[mode])
-    return get_peft_model(clip, config).train()
+    config = peft_vop.VoPConfig(num_frames=frames, **VARIANT_OPTIONS["vop" if mode == CHECKPOINTED else mode])
+    model = get_peft_model(clip, config).train()
+    if mode == CHECKPOINTED:  # as `vop train --gradient_checkpointing` sets it
+        clip.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
 
 
 def batch(geometry: str, device: str, videos: int, frames: int):
@@ -227,14 +234,21 @@ def measure_step_time(args, modes: list[str]) -> dict[str, float]:
 def peak_memory(args, mode: str) -> float:
     """Peak memory above the loaded model, in MiB, of two training steps of `mode`.
 
-    On CUDA the caching allocator's own peak counter is exact, so the model is built here and freed afterwards; on
-    the CPU each mode runs in a fresh process and the peak resident set size is read from /proc.
+    On CUDA the caching allocator's own peak counter (bytes held by live tensors) is exact, so the model is built
+    here and freed afterwards; on the CPU each mode runs in a fresh process and the peak resident set size is read
+    from /proc. There glibc's malloc would keep freed blocks of up to 32 MiB on its heap (its mmap threshold grows to
+    the largest block freed) and count them as resident, inflating the figure by whatever the allocation order left
+    behind; with `MALLOC_MMAP_THRESHOLD_` fixed at 64 KiB (the `--cpu_allocator returning` default) every tensor is
+    its own mapping, returned when freed, so the peak is that of live tensors, as CUDA's counter measures it.
     """
     if args.device == "cuda":
         return _measure_memory(args, mode)
     command = [sys.executable, __file__, "_memory", "--mode", mode, "--geometry", args.geometry, "--family", FAMILY]
     command += ["--device", args.device, "--videos", str(args.videos), "--frames", str(args.frames)]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    environment = dict(os.environ)
+    if args.cpu_allocator == "returning":
+        environment["MALLOC_MMAP_THRESHOLD_"] = str(64 * 1024)
+    result = subprocess.run(command, capture_output=True, text=True, check=True, env=environment)
     return float(result.stdout.strip().splitlines()[-1])
 
 
@@ -274,10 +288,11 @@ def _peak_rss_kib() -> int:
 
 
 def measure_train(args) -> dict:
-    times = measure_step_time(args, ["vop", "full"])
+    modes = ["vop", "full"] + ([CHECKPOINTED] if args.gradient_checkpointing else [])
+    times = measure_step_time(args, modes)
     ratio = statistics.median(v / f for v, f in zip(times["vop"], times["full"]))
-    memory = {mode: peak_memory(args, mode) for mode in ("vop", "full")}
-    return {
+    memory = {mode: peak_memory(args, mode) for mode in modes}
+    results = {
         "vop_step_seconds": statistics.median(times["vop"]),
         "full_step_seconds": statistics.median(times["full"]),
         "step_time_ratio": ratio,
@@ -285,6 +300,14 @@ def measure_train(args) -> dict:
         "full_peak_mib": memory["full"],
         "peak_memory_ratio": memory["vop"] / memory["full"],
     }
+    if args.gradient_checkpointing:
+        results["checkpointed_step_seconds"] = statistics.median(times[CHECKPOINTED])
+        results["checkpointed_step_time_ratio"] = statistics.median(
+            c / f for c, f in zip(times[CHECKPOINTED], times["full"])
+        )
+        results["checkpointed_peak_mib"] = memory[CHECKPOINTED]
+        results["checkpointed_peak_memory_ratio"] = memory[CHECKPOINTED] / memory["full"]
+    return results
 
 
 def measure_variants(args) -> dict:
@@ -312,6 +335,18 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=2)
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument(
+        "--cpu_allocator",
+        choices=["returning", "default"],
+        default="returning",
+        help="CPU peak memory: 'returning' gives freed tensors back at once (MALLOC_MMAP_THRESHOLD_=65536), so the "
+        "peak counts live tensors as CUDA's counter does; 'default' keeps glibc's own settings (default: returning)",
+    )
+    parser.add_argument(
+        "--gradient_checkpointing",
+        action="store_true",
+        help="`train` also measures plain VoP with gradient checkpointing (as `vop train --gradient_checkpointing`)",
+    )
     parser.add_argument("--mode", default="vop", help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
@@ -326,6 +361,8 @@ def main() -> None:
         f"{args.family} {args.geometry.upper()} geometry, {args.videos} videos x {args.frames} frames, fp32, "
         f"{device_name}"
     )
+    if args.device == "cpu":
+        header += f", CPU allocator for peak memory: {args.cpu_allocator}"
     results = {"setup": header, "torch": torch.__version__}
     print(f"# {header}\n")
     if "encode" in args.what:
@@ -350,8 +387,18 @@ def main() -> None:
         )
         print(
             f"| peak memory above model (MiB) | {train['vop_peak_mib']:.0f} | {train['full_peak_mib']:.0f} | "
-            f"{train['peak_memory_ratio']:.3f} (<= 0.40) |\n"
+            f"{train['peak_memory_ratio']:.3f} (<= 0.40) |"
         )
+        if args.gradient_checkpointing:
+            print(
+                f"| with gradient checkpointing: time (s) | {train['checkpointed_step_seconds']:.3f} | "
+                f"{train['full_step_seconds']:.3f} | {train['checkpointed_step_time_ratio']:.3f} |"
+            )
+            print(
+                f"| with gradient checkpointing: peak memory (MiB) | {train['checkpointed_peak_mib']:.0f} | "
+                f"{train['full_peak_mib']:.0f} | {train['checkpointed_peak_memory_ratio']:.3f} |"
+            )
+        print()
     if "variants" in args.what:
         rows = results["variants"] = measure_variants(args)
         print("| mode | step s | step / vop | analytic FLOPs / vop | peak MiB above model |")

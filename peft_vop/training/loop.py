@@ -151,6 +151,9 @@ def train(
     # peft records this as the adapter's base model: the shipped CLIP by its name, not by one installation's path.
     clip.name_or_path = portable_model_name(config.model_name_or_path)
     encoder = VideoTextEncoder(get_peft_model(clip, adapter_config))
+    if config.gradient_checkpointing:
+        # The prompted layers recompute their activations in the backward pass (tested for every variant).
+        clip.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     trainable = [parameter for parameter in encoder.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(
         trainable,

@@ -228,3 +228,29 @@ def test_a_long_data_wait_warns_and_says_what_helps(capsys, fresh_accelerate_sta
         report_data_wait(accelerator, fed)
     reported = [float(value) for value in re.findall(r"waited for data ([\d.]+)%", capsys.readouterr().out)]
     assert reported[0] > 90 and reported[1] < 10
+
+
+def test_gradient_checkpointing_recomputes_the_layers_and_trains_the_same_adapter(tmp_path, monkeypatch):
+    import transformers.modeling_utils
+
+    calls = []
+    checkpoint = transformers.modeling_utils.checkpoint
+
+    def counting_checkpoint(*args, **kwargs):
+        calls.append(kwargs.get("use_reentrant"))
+        return checkpoint(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.modeling_utils, "checkpoint", counting_checkpoint)
+    # adam_epsilon=1 keeps AdamW from amplifying float-rounding differences in near-zero gradients into updates.
+    options = {"variant": "vop_f+c", "adapter_options": {"intra_frame_layers": 2}, "max_steps": 3, "adam_epsilon": 1.0}
+    train(base_config(tmp_path / "plain", **options), train_dataset=TinyVideoCaptions(), collate_fn=collate)
+    assert calls == []
+    config = base_config(tmp_path / "checkpointed", gradient_checkpointing=True, **options)
+    train(config, train_dataset=TinyVideoCaptions(), collate_fn=collate)
+    # Every layer of both towers (2 text + 3 vision in the tiny CLIP) goes through a non-reentrant checkpoint.
+    assert len(calls) >= 3 * 5 and set(calls) == {False}
+    expected = load_file(tmp_path / "plain" / "run" / "adapter_model.safetensors")
+    got = load_file(tmp_path / "checkpointed" / "run" / "adapter_model.safetensors")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
