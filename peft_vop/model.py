@@ -11,6 +11,7 @@ from peft.config import PeftConfig
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
+from .activations import restore_quick_gelu
 from .config import VoPConfig
 from .families import FAMILIES, FAMILY_NAMES, tower_family
 from .layer import VoPLayer, VoPTextLayer, VoPVisionLayer
@@ -155,6 +156,7 @@ class VoPModel(BaseTuner):
             _remove_hooks(module, [holder for _, holder in holders])
         for tower, _ in holders:
             delattr(tower, HOLDER_NAME)
+        restore_quick_gelu(self.model)
         if hasattr(self.model, "peft_config"):
             del self.model.peft_config
         return self.model
