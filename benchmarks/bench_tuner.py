@@ -149,8 +149,17 @@ def timed(function, device: str) -> float:
     return time.perf_counter() - start
 
 
-def paired_ratio(first, second, device: str, repeats: int) -> tuple[float, float, float]:
-    """Median of first/second over interleaved repetitions (after one warm-up of each), and the median times."""
+def quartiles(values: list[float]) -> list[float]:
+    """First and third quartile of `values`: how far the per-pair ratios spread on a noisy host."""
+    if len(values) < 2:
+        return [values[0], values[0]]
+    first, _, third = statistics.quantiles(values, n=4, method="inclusive")
+    return [first, third]
+
+
+def paired_ratio(first, second, device: str, repeats: int) -> tuple[float, float, float, list[float]]:
+    """Median of first/second over interleaved repetitions (after one warm-up of each), the median times and the
+    quartiles of the per-pair ratios."""
     first()
     second()
     pairs = []
@@ -158,8 +167,9 @@ def paired_ratio(first, second, device: str, repeats: int) -> tuple[float, float
         order = (first, second) if repeat % 2 == 0 else (second, first)
         times = {id(f): timed(f, device) for f in order}
         pairs.append((times[id(first)], times[id(second)]))
-    ratio = statistics.median(a / b for a, b in pairs)
-    return ratio, statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs)
+    ratios = [a / b for a, b in pairs]
+    medians = statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs)
+    return statistics.median(ratios), *medians, quartiles(ratios)
 
 
 def flop_ratio(
@@ -200,13 +210,14 @@ def measure_encode(args) -> dict:
         frame_embeds = clip.get_image_features(**frames).pooler_output
         peft_vop.mean_pool_frames(frame_embeds.view(args.videos, args.frames, -1))
 
-    ratio, vop_time, base_time = paired_ratio(with_vop, without, args.device, args.repeats)
+    ratio, vop_time, base_time, spread = paired_ratio(with_vop, without, args.device, args.repeats)
     flops = flop_ratio(args.geometry, args.videos, args.frames, "vop", None, with_text=False)
     whole_layer = flop_ratio(args.geometry, args.videos, args.frames, "vop", None, with_text=False, prompt_mlp=True)
     return {
         "vop_seconds": vop_time,
         "clip_seconds": base_time,
         "time_ratio": ratio,
+        "time_ratio_quartiles": spread,
         "flop_ratio": flops,
         "ratio_over_flops": ratio / flops,
         "whole_layer_flop_ratio": whole_layer,
@@ -290,12 +301,14 @@ def _peak_rss_kib() -> int:
 def measure_train(args) -> dict:
     modes = ["vop", "full"] + ([CHECKPOINTED] if args.gradient_checkpointing else [])
     times = measure_step_time(args, modes)
-    ratio = statistics.median(v / f for v, f in zip(times["vop"], times["full"]))
+    ratios = [v / f for v, f in zip(times["vop"], times["full"])]
     memory = {mode: peak_memory(args, mode) for mode in modes}
     results = {
         "vop_step_seconds": statistics.median(times["vop"]),
         "full_step_seconds": statistics.median(times["full"]),
-        "step_time_ratio": ratio,
+        "step_time_ratio": statistics.median(ratios),
+        "step_time_ratio_quartiles": quartiles(ratios),
+        "step_time_ratios": ratios,
         "vop_peak_mib": memory["vop"],
         "full_peak_mib": memory["full"],
         "peak_memory_ratio": memory["vop"] / memory["full"],
@@ -324,6 +337,10 @@ def measure_variants(args) -> dict:
             else flop_ratio(args.geometry, args.videos, args.frames, mode, "vop", with_text=True),
         }
     return rows
+
+
+def _spread(quartile_pair: list[float]) -> str:
+    return f"per-pair quartiles {quartile_pair[0]:.3f}-{quartile_pair[1]:.3f}"
 
 
 def main() -> None:
@@ -374,7 +391,8 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|---|")
         print(
             f"| median of {args.repeats} pairs | {encode['vop_seconds']:.4f} | {encode['clip_seconds']:.4f} | "
-            f"{encode['time_ratio']:.3f} | {encode['flop_ratio']:.3f} | {encode['ratio_over_flops']:.3f} | "
+            f"{encode['time_ratio']:.3f} ({_spread(encode['time_ratio_quartiles'])}) | {encode['flop_ratio']:.3f} | "
+            f"{encode['ratio_over_flops']:.3f} | "
             f"{encode['whole_layer_flop_ratio']:.3f} | {encode['ratio_over_whole_layer_flops']:.3f} |\n"
         )
     if "train" in args.what:
@@ -383,7 +401,7 @@ def main() -> None:
         print("|---|---|---|---|")
         print(
             f"| time (s) | {train['vop_step_seconds']:.3f} | {train['full_step_seconds']:.3f} | "
-            f"{train['step_time_ratio']:.3f} (<= 0.68) |"
+            f"{train['step_time_ratio']:.3f} (<= 0.68; {_spread(train['step_time_ratio_quartiles'])}) |"
         )
         print(
             f"| peak memory above model (MiB) | {train['vop_peak_mib']:.0f} | {train['full_peak_mib']:.0f} | "
