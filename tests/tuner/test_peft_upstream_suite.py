@@ -129,7 +129,7 @@ def _run(upstream, saved: tuple[Path, type], family: str, videos: bool, variant:
     if check == "save_pretrained_pickle":
         tester._test_save_pretrained(*arguments, safe_serialization=False)
     elif check.startswith("training_gradient_checkpointing"):
-        reentrant = check.endswith("_reentrant") and not check.endswith("non_reentrant")
+        reentrant = check == "training_gradient_checkpointing_reentrant"
         tester._test_training_gradient_checkpointing(*arguments, use_reentrant=reentrant)
     elif check == "add_adapter_no_autocast_adapter_dtype":
         for dtype in (torch.bfloat16, torch.float16):
