@@ -149,6 +149,11 @@ def timed(function, device: str) -> float:
     return time.perf_counter() - start
 
 
+def pair_ratios(first: list[float], second: list[float]) -> list[float]:
+    """Ratio of each interleaved pair of times."""
+    return [a / b for a, b in zip(first, second, strict=True)]
+
+
 def quartiles(values: list[float]) -> list[float]:
     """First and third quartile of `values`: how far the per-pair ratios spread on a noisy host."""
     if len(values) < 2:
@@ -167,9 +172,9 @@ def paired_ratio(first, second, device: str, repeats: int) -> tuple[float, float
         order = (first, second) if repeat % 2 == 0 else (second, first)
         times = {id(f): timed(f, device) for f in order}
         pairs.append((times[id(first)], times[id(second)]))
-    ratios = [a / b for a, b in pairs]
-    medians = statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs)
-    return statistics.median(ratios), *medians, quartiles(ratios)
+    firsts, seconds = [a for a, _ in pairs], [b for _, b in pairs]
+    ratios = pair_ratios(firsts, seconds)
+    return statistics.median(ratios), statistics.median(firsts), statistics.median(seconds), quartiles(ratios)
 
 
 def flop_ratio(
@@ -301,7 +306,7 @@ def _peak_rss_kib() -> int:
 def measure_train(args) -> dict:
     modes = ["vop", "full"] + ([CHECKPOINTED] if args.gradient_checkpointing else [])
     times = measure_step_time(args, modes)
-    ratios = [v / f for v, f in zip(times["vop"], times["full"])]
+    ratios = pair_ratios(times["vop"], times["full"])
     memory = {mode: peak_memory(args, mode) for mode in modes}
     results = {
         "vop_step_seconds": statistics.median(times["vop"]),
@@ -315,9 +320,7 @@ def measure_train(args) -> dict:
     }
     if args.gradient_checkpointing:
         results["checkpointed_step_seconds"] = statistics.median(times[CHECKPOINTED])
-        results["checkpointed_step_time_ratio"] = statistics.median(
-            c / f for c, f in zip(times[CHECKPOINTED], times["full"])
-        )
+        results["checkpointed_step_time_ratio"] = statistics.median(pair_ratios(times[CHECKPOINTED], times["full"]))
         results["checkpointed_peak_mib"] = memory[CHECKPOINTED]
         results["checkpointed_peak_memory_ratio"] = memory[CHECKPOINTED] / memory["full"]
     return results
@@ -330,7 +333,7 @@ def measure_variants(args) -> dict:
     for mode in modes:
         rows[mode] = {
             "step_seconds": statistics.median(times[mode]),
-            "step_ratio_to_vop": statistics.median(t / v for t, v in zip(times[mode], times["vop"])),
+            "step_ratio_to_vop": statistics.median(pair_ratios(times[mode], times["vop"])),
             "peak_mib": peak_memory(args, mode),
             "flop_ratio_to_vop": None
             if mode == "full"
