@@ -8,7 +8,10 @@ random weights (nothing is downloaded), B videos x F frames:
   layer (58 vs 50 tokens at B/32, the issue's reference point); interleaved repetitions, median of per-pair ratios.
 - `train`: one training step (forward, symmetric contrastive loss, backward, AdamW) with prompt tuning / with full
   fine-tuning; and the peak memory above the loaded model of each, every step in a fresh process (on the CPU, the
-  peak of live tensors: see `peak_memory` and `--cpu_allocator`).
+  peak of live tensors: see `peak_memory` and `--cpu_allocator`). Next to the time ratio, the FLOPs of each step's
+  forward and backward as torch's `FlopCounterMode` counts them, and those of the input-gradient floor: the frozen
+  backbone backpropagating to the input of its first layer, the least arithmetic any method that trains something
+  at every layer's input (as deep prompts do) must run.
 - `variants`: the same step time and peak memory for every VoP variant, next to plain VoP and full fine-tuning,
   with the analytic FLOP ratio of each variant over plain VoP.
 
@@ -32,6 +35,7 @@ from pathlib import Path
 
 import torch
 from peft import get_peft_model
+from torch.utils.flop_counter import FlopCounterMode
 from transformers import (
     CLIPConfig,
     CLIPModel,
@@ -137,6 +141,30 @@ def make_step(model, mode: str, inputs: dict):
         optimizer.zero_grad(set_to_none=True)
 
     return step
+
+
+FLOOR = "input-gradient floor"  # the frozen backbone with gradients to every layer's input, no prompts
+
+
+def counted_step_flops(geometry: str, device: str, mode: str, videos: int, frames: int) -> tuple[int, int]:
+    """FLOPs of one training step of `mode` ("vop", "full" or `FLOOR`): of its forward, and of forward and backward
+    together (matmuls, attention, convolutions), as torch's `FlopCounterMode` counts what runs. Exact, and the same
+    on every device."""
+    model = build(geometry, device, "full" if mode == FLOOR else mode, frames)
+    inputs = batch(geometry, device, videos, frames)
+    if mode == FLOOR:
+        model.requires_grad_(False)
+
+        def needs_grad(module, args, output):  # the embeddings' output becomes a leaf that asks for its gradient
+            return output.detach().requires_grad_(True)
+
+        for tower in (model.vision_model, model.text_model):
+            tower.embeddings.register_forward_hook(needs_grad)
+    with FlopCounterMode(display=False) as counter:
+        loss = model(**inputs, return_loss=True).loss if mode == "vop" else full_finetuning_loss(model, inputs)
+        forward = counter.get_total_flops()
+        loss.backward()
+    return forward, counter.get_total_flops()
 
 
 def timed(function, device: str) -> float:
@@ -308,6 +336,10 @@ def measure_train(args) -> dict:
     times = measure_step_time(args, modes)
     ratios = pair_ratios(times["vop"], times["full"])
     memory = {mode: peak_memory(args, mode) for mode in modes}
+    flops = {
+        mode: counted_step_flops(args.geometry, args.device, mode, args.videos, args.frames)[1]
+        for mode in ("vop", "full", FLOOR)
+    }
     results = {
         "vop_step_seconds": statistics.median(times["vop"]),
         "full_step_seconds": statistics.median(times["full"]),
@@ -317,6 +349,11 @@ def measure_train(args) -> dict:
         "vop_peak_mib": memory["vop"],
         "full_peak_mib": memory["full"],
         "peak_memory_ratio": memory["vop"] / memory["full"],
+        "vop_step_gflop": flops["vop"] / 1e9,
+        "full_step_gflop": flops["full"] / 1e9,
+        "floor_step_gflop": flops[FLOOR] / 1e9,
+        "step_flop_ratio": flops["vop"] / flops["full"],
+        "floor_flop_ratio": flops[FLOOR] / flops["full"],
     }
     if args.gradient_checkpointing:
         results["checkpointed_step_seconds"] = statistics.median(times[CHECKPOINTED])
@@ -383,7 +420,13 @@ def main() -> None:
     )
     if args.device == "cpu":
         header += f", CPU allocator for peak memory: {args.cpu_allocator}"
-    results = {"setup": header, "torch": torch.__version__}
+    results = {
+        "setup": header,
+        "family": args.family,
+        "geometry": args.geometry,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "torch": torch.__version__,
+    }
     print(f"# {header}\n")
     if "encode" in args.what:
         encode = results["encode"] = measure_encode(args)
@@ -409,6 +452,11 @@ def main() -> None:
         print(
             f"| peak memory above model (MiB) | {train['vop_peak_mib']:.0f} | {train['full_peak_mib']:.0f} | "
             f"{train['peak_memory_ratio']:.3f} (<= 0.40) |"
+        )
+        print(
+            f"| counted GFLOP, forward + backward | {train['vop_step_gflop']:.1f} | {train['full_step_gflop']:.1f} | "
+            f"{train['step_flop_ratio']:.3f} (input-gradient floor: {train['floor_step_gflop']:.1f} GFLOP, "
+            f"{train['floor_flop_ratio']:.3f}) |"
         )
         if args.gradient_checkpointing:
             print(
