@@ -77,6 +77,7 @@ def clip_config(geometry: str):
 
 
 CHECKPOINTED = "vop+checkpointing"  # plain VoP with gradient checkpointing (`vop train --gradient_checkpointing`)
+FLOOR = "input-gradient floor"  # the frozen backbone with gradients to every layer's input, no prompts
 
 
 def build(geometry: str, device: str, mode: str, frames: int):
@@ -141,9 +142,6 @@ def make_step(model, mode: str, inputs: dict):
         optimizer.zero_grad(set_to_none=True)
 
     return step
-
-
-FLOOR = "input-gradient floor"  # the frozen backbone with gradients to every layer's input, no prompts
 
 
 def counted_step_flops(geometry: str, device: str, mode: str, videos: int, frames: int) -> tuple[int, int]:
