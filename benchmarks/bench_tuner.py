@@ -52,6 +52,7 @@ import peft_vop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flops import text_flops, vision_flops
+from pool_steps import pair_ratios, quartiles
 
 
 # At 224 px; SigLIP 2 (NaFlex) takes the same 14 x 14 (B/16) or 7 x 7 (B/32) patches as a sequence.
@@ -173,19 +174,6 @@ def timed(function, device: str) -> float:
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
-
-
-def pair_ratios(first: list[float], second: list[float]) -> list[float]:
-    """Ratio of each interleaved pair of times."""
-    return [a / b for a, b in zip(first, second, strict=True)]
-
-
-def quartiles(values: list[float]) -> list[float]:
-    """First and third quartile of `values`: how far the per-pair ratios spread on a noisy host."""
-    if len(values) < 2:
-        return [values[0], values[0]]
-    first, _, third = statistics.quantiles(values, n=4, method="inclusive")
-    return [first, third]
 
 
 def paired_ratio(first, second, device: str, repeats: int) -> tuple[float, float, float, list[float]]:

@@ -22,6 +22,19 @@ from pathlib import Path
 TARGET = 0.68  # step time VoP / full fine-tuning, every family (issue 11)
 
 
+def pair_ratios(first: list[float], second: list[float]) -> list[float]:
+    """Ratio of each interleaved pair of times."""
+    return [a / b for a, b in zip(first, second, strict=True)]
+
+
+def quartiles(values: list[float]) -> list[float]:
+    """First and third quartile of `values`: how far the per-pair ratios spread on a noisy host."""
+    if len(values) < 2:
+        return [values[0], values[0]]
+    first, _, third = statistics.quantiles(values, n=4, method="inclusive")
+    return [first, third]
+
+
 def run_key(results: dict) -> tuple[str, str]:
     """(family, geometry) of a `bench_tuner.py` result: its own fields, or the first words of its setup line."""
     if "family" in results:
@@ -47,12 +60,11 @@ def pool(paths: list[Path]) -> dict[tuple[str, str], dict]:
     pooled = {}
     for key, ratio_lists in runs.items():
         pairs = [ratio for ratios in ratio_lists for ratio in ratios]
-        first, median, third = statistics.quantiles(pairs, n=4, method="inclusive")
         pooled[key] = {
             "runs": [(statistics.median(ratios), len(ratios)) for ratios in ratio_lists],
             "pairs": len(pairs),
-            "median": median,
-            "quartiles": (first, third),
+            "median": statistics.median(pairs),
+            "quartiles": quartiles(pairs),
             "interval": bootstrap_median_interval(pairs),
         }
     return pooled
